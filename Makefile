@@ -1,0 +1,44 @@
+# Arena — the two commands a fresh machine needs are `make run` and `make test`.
+# Go modules come through the module proxy on first use; nothing else is needed yet.
+
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 4s
+RACE_TIMEOUT ?= 15m
+ARGS      ?=
+
+.PHONY: run build test vet race fuzz-smoke bench cover clean
+
+## run: the embedded default — one node on 127.0.0.1:8080 with dev access and data in ./data
+run:
+	$(GO) run ./cmd/arena serve --dev $(ARGS)
+
+## build: the arena binary in ./bin
+build:
+	$(GO) build -o bin/arena ./cmd/arena
+
+## test: vet, every test under the race detector, then a short run of every fuzz target
+test: vet race fuzz-smoke
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout $(RACE_TIMEOUT) $(PKGS)
+
+## fuzz-smoke: every Fuzz target for $(FUZZTIME) each (go test -fuzz takes one target at a time)
+fuzz-smoke:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/arena-fuzz.log 2>&1 || { cat /tmp/arena-fuzz.log; exit 1; }; \
+		done; \
+	done; echo "fuzz smoke passed"
+
+## bench: the Go micro-benchmarks (figures in README.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+
+clean:
+	rm -rf bin data

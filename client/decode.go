@@ -1,0 +1,127 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"unicode/utf8"
+)
+
+// The reader decodes a msg frame, by far the most frequent server frame,
+// without encoding/json when it has the exact layout protocol.AppendMsg
+// writes (and the server sends):
+//
+//	{"op":"msg","room":"R","epoch":E,"seq":S,"ts":T,"from":"F"[,"key":"K"],"data":D}
+//
+// with strings free of escapes. Anything else, or anything this parser
+// is unsure of, falls back to encoding/json, which gives the same result
+// (FuzzDecodeMsg checks it).
+
+const msgPrefix = `{"op":"msg","room":"`
+
+// rawMsg is a msg frame's fields, aliasing the frame's bytes.
+type rawMsg struct {
+	room, from, key, data []byte
+	epoch, seq            uint64
+	ts                    int64
+}
+
+// decodeMsg parses line if it is a msg frame in the layout above, and
+// reports whether it did.
+func decodeMsg(line []byte) (m rawMsg, ok bool) {
+	p, ok := bytes.CutPrefix(line, []byte(msgPrefix))
+	if !ok {
+		return m, false
+	}
+	if m.room, p, ok = plainString(p); !ok {
+		return m, false
+	}
+	if m.epoch, p, ok = field(p, `,"epoch":`); !ok {
+		return m, false
+	}
+	if m.seq, p, ok = field(p, `,"seq":`); !ok {
+		return m, false
+	}
+	if p, ok = bytes.CutPrefix(p, []byte(`,"ts":`)); !ok {
+		return m, false
+	}
+	neg := false
+	if len(p) > 0 && p[0] == '-' {
+		neg, p = true, p[1:]
+	}
+	var ts uint64
+	if ts, p, ok = number(p); !ok || ts > 1<<63 || (!neg && ts == 1<<63) {
+		return m, false
+	}
+	m.ts = int64(ts)
+	if neg {
+		m.ts = -m.ts
+	}
+	if p, ok = bytes.CutPrefix(p, []byte(`,"from":"`)); !ok {
+		return m, false
+	}
+	if m.from, p, ok = plainString(p); !ok {
+		return m, false
+	}
+	if rest, found := bytes.CutPrefix(p, []byte(`,"key":"`)); found {
+		if m.key, p, ok = plainString(rest); !ok {
+			return m, false
+		}
+	}
+	if p, ok = bytes.CutPrefix(p, []byte(`,"data":`)); !ok || len(p) < 2 || p[len(p)-1] != '}' {
+		return m, false
+	}
+	m.data = p[:len(p)-1]
+	if !json.Valid(m.data) || m.data[0] <= ' ' || m.data[len(m.data)-1] <= ' ' {
+		return m, false // leave odd data (and its whitespace) to encoding/json
+	}
+	return m, true
+}
+
+// plainString reads the rest of a JSON string whose opening quote was
+// consumed, if it has no escape and no control character, and is valid
+// UTF-8 (so that encoding/json would decode it to the same bytes).
+func plainString(p []byte) (s, rest []byte, ok bool) {
+	for i, c := range p {
+		switch {
+		case c == '"':
+			if !utf8.Valid(p[:i]) {
+				return nil, nil, false
+			}
+			return p[:i], p[i+1:], true
+		case c == '\\' || c < 0x20:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// field reads `name` followed by an unsigned JSON integer.
+func field(p []byte, name string) (uint64, []byte, bool) {
+	p, ok := bytes.CutPrefix(p, []byte(name))
+	if !ok {
+		return 0, nil, false
+	}
+	return number(p)
+}
+
+// number reads an unsigned JSON integer: digits without a leading zero
+// (unless it is just 0), that fit in a uint64, followed by ',' or '}'.
+func number(p []byte) (uint64, []byte, bool) {
+	n := 0
+	for n < len(p) && p[n] >= '0' && p[n] <= '9' {
+		n++
+	}
+	if n == 0 || n < len(p) && p[n] != ',' && p[n] != '}' || n > 1 && p[0] == '0' {
+		return 0, nil, false
+	}
+	var v uint64
+	for _, c := range p[:n] {
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, nil, false // overflows uint64
+		}
+		v = v*10 + d
+	}
+	return v, p[n:], true
+}

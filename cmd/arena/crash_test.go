@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/arena-mesh/arena/edge/auth"
+	"github.com/arena-mesh/arena/protocol"
+)
+
+// arenaBinary builds cmd/arena once per test binary run.
+var arenaBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "arena-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "arena")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// child is an `arena serve` process started by a test.
+type child struct {
+	cmd  *exec.Cmd
+	addr string // the client listener, host:port
+	done chan struct{}
+}
+
+// startServe runs `arena serve` with args and waits until it logs the
+// address it listens on and /readyz answers 200.
+func startServe(t *testing.T, args ...string) *child {
+	t.Helper()
+	bin, err := arenaBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), "ARENA_LOG_LEVEL=info")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		// Read the JSON log lines until the process exits; the first
+		// "listening" line tells the bound client address.
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Message string `json:"message"`
+				Addr    string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" && line.Addr != "" {
+				select {
+				case addrc <- line.Addr:
+				default:
+				}
+			}
+			t.Logf("arena: %s", sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+	})
+	select {
+	case c.addr = <-addrc:
+	case <-c.done:
+		t.Fatal("arena serve exited before listening")
+	case <-time.After(60 * time.Second):
+		t.Fatal("arena serve did not log its listen address")
+	}
+	waitFor(t, 30*time.Second, "readyz", func() bool {
+		resp, err := http.Get("http://" + c.addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return c
+}
+
+// kill9 sends SIGKILL and waits for the process to be gone.
+func (c *child) kill9(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an outcome
+	}
+}
+
+// TestCrashLosesNoAckedMessage publishes without waiting for acks, kills
+// the node with SIGKILL after some acks arrived, restarts it on the same
+// data directory and checks that every acked message is in history with
+// the seq its ack named.
+func TestCrashLosesNoAckedMessage(t *testing.T) {
+	data := t.TempDir()
+	args := []string{"--listen", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash"}
+	node := startServe(t, args...)
+	token := mustToken(t, "crash-test-secret", "writer")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws://"+node.addr+"/v1/ws", &websocket.DialOptions{
+		Subprotocols: []string{protocol.Subprotocol},
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(16 << 20)
+	writeFrames(t, ctx, conn, `{"op":"connect","id":0}`)
+
+	type acked struct {
+		seq   uint64
+		epoch uint64
+	}
+	acks := make(map[string]acked) // key -> position
+	var mu sync.Mutex
+	const total = 20000
+	const killAfter = 2000
+	enough := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			_, msg, err := conn.Read(ctx)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			for line := range protocol.Lines(msg) {
+				var f protocol.Frame
+				if err := json.Unmarshal(line, &f); err != nil {
+					readErr <- err
+					return
+				}
+				if f.Op != protocol.OpAck {
+					continue
+				}
+				mu.Lock()
+				acks[fmt.Sprintf("k%d", *f.ID)] = acked{seq: f.Seq, epoch: f.Epoch}
+				n := len(acks)
+				mu.Unlock()
+				if n == killAfter {
+					close(enough)
+				}
+			}
+		}
+	}()
+	// Publish in batches of frames per WebSocket message, never waiting.
+	go func() {
+		for i := 1; i <= total; i += 50 {
+			var b strings.Builder
+			for j := i; j < i+50 && j <= total; j++ {
+				fmt.Fprintf(&b, `{"op":"pub","id":%d,"room":"crash:room","key":"k%d","data":{"n":%d}}`+"\n", j, j, j)
+			}
+			if conn.Write(ctx, websocket.MessageText, []byte(b.String())) != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-enough:
+	case err := <-readErr:
+		t.Fatalf("connection failed before %d acks: %v", killAfter, err)
+	case <-ctx.Done():
+		t.Fatal("timed out waiting for acks")
+	}
+	node.kill9(t)
+	<-readErr // the connection dies with the process
+	mu.Lock()
+	snapshot := make(map[string]acked, len(acks))
+	for k, v := range acks {
+		snapshot[k] = v
+	}
+	mu.Unlock()
+	t.Logf("acked before kill: %d", len(snapshot))
+
+	node = startServe(t, args...)
+	got := historyAll(t, node.addr, token, "crash:room")
+	byKey := make(map[string]protocol.Msg, len(got))
+	for i, m := range got {
+		if m.Seq != uint64(i)+1 {
+			t.Fatalf("history has a gap: position %d holds seq %d", i, m.Seq)
+		}
+		byKey[m.Key] = m
+	}
+	t.Logf("history after restart: %d messages", len(got))
+	lost := 0
+	for key, a := range snapshot {
+		m, ok := byKey[key]
+		if !ok {
+			lost++
+			t.Errorf("acked message %s (seq %d) lost after kill -9", key, a.seq)
+			if lost > 5 {
+				t.FailNow()
+			}
+			continue
+		}
+		if m.Seq != a.seq || m.Epoch != a.epoch {
+			t.Fatalf("acked message %s: ack said (%d,%d), history has (%d,%d)", key, a.epoch, a.seq, m.Epoch, m.Seq)
+		}
+	}
+}
+
+// historyAll reads a room's whole history over the HTTP API, in pages.
+func historyAll(t *testing.T, addr, token, room string) []protocol.Msg {
+	t.Helper()
+	var all []protocol.Msg
+	after := uint64(0)
+	for {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/v1/rooms/%s/messages?after=%d&limit=1000", addr, room, after), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Epoch uint64         `json:"epoch"`
+			Msgs  []protocol.Msg `json:"msgs"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("history: status %d, %v", resp.StatusCode, err)
+		}
+		if len(page.Msgs) == 0 {
+			return all
+		}
+		all = append(all, page.Msgs...)
+		after = page.Msgs[len(page.Msgs)-1].Seq
+	}
+}
+
+func writeFrames(t *testing.T, ctx context.Context, conn *websocket.Conn, frames ...string) {
+	t.Helper()
+	if err := conn.Write(ctx, websocket.MessageText, []byte(strings.Join(frames, "\n"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustToken signs a full-permission token for tests of the binary.
+func mustToken(t *testing.T, secret, user string) string {
+	t.Helper()
+	tok, err := auth.Sign([]byte(secret), user, []string{"*"}, []string{"*"}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

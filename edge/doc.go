@@ -1,0 +1,87 @@
+// Package edge terminates Arena's clients: WebSocket sessions speaking the
+// protocol of PROTOCOL.md (package protocol), Server-Sent Events streams,
+// and the HTTP API (publish, history, presence, edges, cluster, metrics,
+// health and readiness). It authenticates with edge/auth, rate-limits
+// publishes per user, and hands messages to the router, which sequences,
+// stores and fans them out.
+//
+// # Sessions
+//
+// Each WebSocket connection is a session with exactly two long-lived
+// goroutines, both owned by the Server (tracked, stopped by Drain and
+// Close):
+//
+//   - the reader (the HTTP handler's goroutine) reads messages, splits
+//     them into frames ('\n'-separated) and handles each in order;
+//   - the writer waits for work and writes everything ready as ONE
+//     WebSocket message of '\n'-joined frames (up to about 64 KiB):
+//     queued control frames (replies, acks, errors) first, then messages
+//     pulled from the session's dirty subscriptions.
+//
+// A publish is checked on the reader (permission, size, the user's rate
+// limit shared by all of the user's connections and the HTTP API) and
+// then runs router.Publish in a short-lived goroutine, so the reader goes
+// on with the next frame; at most Config.MaxInFlight publishes per session
+// are in flight, past which the reader waits (back-pressure through TCP).
+// Publishes of one room from one session reach the router in the order
+// they were sent. The ack is sent once the router returns, that is once
+// the message is durable.
+//
+// Fan-out never queues messages per subscriber. Each subscription's
+// router.Sink.Notify only marks it dirty and wakes the writer (it runs on
+// the publish path and never blocks); the writer pulls from the router's
+// ring (or the wal when it fell behind) with Subscription.Pull. Each
+// message is encoded once (router.Message.Encoded with protocol.AppendMsg)
+// and the bytes are shared by every subscriber. A client that does not
+// read costs a cursor, not memory; if its cursor falls out of the wal's
+// retention it is closed with 4010. The subscribed reply of a sub always
+// precedes the messages of that subscription.
+//
+// The control-frame queue holds at most Config.SendQueue frames; when it
+// is full the producer (the reader, or a publish goroutine) waits for the
+// writer. Every write has a timeout (Config.WriteTimeout), so a peer that
+// stopped reading is eventually cut.
+//
+// # Choices where PROTOCOL.md is silent
+//
+//   - A bad token in the Authorization header of the upgrade is refused
+//     with HTTP 401 and an error body. A bad token in the connect frame
+//     gets an unauthorized error frame and close 4001.
+//   - connect is required even when the token came in the header; any
+//     other frame before it gets bad_request ("send connect first").
+//   - The subprotocol arena.v1.json is selected when offered; clients that
+//     offer none are served all the same.
+//   - A disallowed browser Origin is accepted and then closed with 1008
+//     (not refused with 403), so browsers can see why.
+//   - Frames without an id get no reply unless they fail; this includes
+//     connect and ping.
+//   - A second sub of a room replaces the first subscription.
+//   - refresh needs a token for the same user; it moves the expiry and
+//     its permissions apply to later frames (existing subscriptions stay).
+//     A failed refresh leaves the connection as it was.
+//   - Token expiry sends an unauthorized error frame, then close 4001.
+//   - More than 100 bad frames within 10 s close with 1008; more than
+//     1000 rate-limited publishes within 10 s close with 4008.
+//   - history with before=0 returns no messages; after=0 returns the
+//     oldest messages.
+//   - recv and read are accepted without a reply (receipts come later);
+//     presence answers unavailable for now.
+//   - SSE streams start with an "event: subscribed" event carrying the
+//     subscribed frame (head, reset, oldest); msg events have only data
+//     and id lines. The token may also be given as ?token= and the resume
+//     position as ?since=EPOCH:SEQ, because EventSource cannot set
+//     headers. A stream whose position leaves retention ends.
+//   - Drain and Close send reconnect (reason "draining" or "closing") and
+//     then close 1001.
+//
+// # Example
+//
+//	srv, err := edge.New(edge.Config{NodeID: "n1", Region: "eu", Router: rt, Auth: a})
+//	if err != nil { ... }
+//	hs := &http.Server{Addr: "127.0.0.1:8080", Handler: srv.Handler()}
+//	go hs.ListenAndServe()
+//	...
+//	_ = srv.Drain(ctx) // SIGTERM: clients move to other edges
+//	_ = srv.Close()
+//	_ = hs.Shutdown(shutdownCtx)
+package edge

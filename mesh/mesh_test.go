@@ -1,0 +1,117 @@
+package mesh
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestJoinSeesMetadata(t *testing.T) {
+	a := startMesh(t, testConfig(t, "n1", "eu"))
+	b := startMesh(t, testConfig(t, "n2", "us", a.Addr()))
+	c := startMesh(t, testConfig(t, "n3", "ap", b.Addr()))
+	all := ids(3)
+	for _, m := range []*Mesh{a, b, c} {
+		waitFor(t, converge, string(m.LocalID())+" sees all", func() bool { return sees(m, all...) })
+	}
+	for _, m := range []*Mesh{a, b, c} {
+		select {
+		case <-m.Joined():
+		default:
+			t.Errorf("%s: Joined not closed", m.LocalID())
+		}
+		for _, mb := range m.Members() {
+			want := map[NodeID]string{"n1": "eu", "n2": "us", "n3": "ap"}[mb.ID]
+			if mb.Region != want {
+				t.Errorf("%s sees %s in region %q, want %q", m.LocalID(), mb.ID, mb.Region, want)
+			}
+			if mb.ClientURL != "ws://"+string(mb.ID)+".example/v1/ws" {
+				t.Errorf("%s sees %s client url %q", m.LocalID(), mb.ID, mb.ClientURL)
+			}
+			if !mb.Addr.IsValid() || mb.Addr.Port() == 0 {
+				t.Errorf("%s sees %s at %v", m.LocalID(), mb.ID, mb.Addr)
+			}
+		}
+	}
+
+	// Load is gossiped metadata too.
+	a.SetLoad(42)
+	for _, m := range []*Mesh{b, c} {
+		waitFor(t, converge, string(m.LocalID())+" sees n1's load", func() bool {
+			for _, mb := range m.Members() {
+				if mb.ID == "n1" {
+					return mb.Load == 42
+				}
+			}
+			return false
+		})
+	}
+}
+
+func TestOnChangeReportsMembers(t *testing.T) {
+	var mu sync.Mutex
+	var last []Member
+	cfg := testConfig(t, "n1", "r1")
+	cfg.OnChange = func(ms []Member) {
+		mu.Lock()
+		last = ms
+		mu.Unlock()
+	}
+	a := startMesh(t, cfg)
+	b := startMesh(t, testConfig(t, "n2", "r2", a.Addr()))
+	waitFor(t, converge, "OnChange reports both", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(last) == 2 && last[0].ID == "n1" && last[1].ID == "n2" && last[1].Region == "r2"
+	})
+	if err := b.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, converge, "OnChange reports the leave", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(last) == 1 && last[0].ID == "n1"
+	})
+}
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	wan := NewWAN(1)
+	wan.SetBoth("r1", "r1", Link{Delay: time.Millisecond})
+	ms, _ := cluster(t, 3, func(c *Config) { c.WAN = wan })
+	for i := range 50 {
+		for _, dst := range ms[1:] {
+			if err := ms[0].Send(t.Context(), dst.LocalID(), fmt.Sprint(i), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := len(meshGoroutines()); n < 10 {
+		t.Fatalf("only %d mesh goroutines while running: the check below would prove nothing", n)
+	}
+	for _, m := range ms {
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Close waits for every goroutine the package starts: none may be left.
+	for _, g := range meshGoroutines() {
+		t.Errorf("goroutine left after Close:\n%s", g)
+	}
+}
+
+// meshGoroutines returns the stacks of goroutines started by the package
+// (not by its tests).
+func meshGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		_, creator, ok := strings.Cut(g, "created by github.com/arena-mesh/arena/mesh.")
+		if ok && !strings.HasPrefix(creator, "Test") && !strings.HasPrefix(creator, "Benchmark") {
+			out = append(out, g)
+		}
+	}
+	return out
+}

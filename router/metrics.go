@@ -1,0 +1,71 @@
+package router
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the router's Prometheus collectors. They always exist (so the
+// hot path needs no nil checks) and are registered only with a Registerer.
+type metrics struct {
+	rooms         prometheus.Gauge
+	publishes     prometheus.Counter
+	duplicates    prometheus.Counter
+	catchups      prometheus.Counter
+	notifications prometheus.Counter
+	forwarded     prometheus.Counter
+	peerDrops     prometheus.Counter
+	badPeerFrames prometheus.Counter
+	repairs       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "arena_router_rooms",
+			Help: "Rooms held in memory by the router.",
+		}),
+		publishes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_publishes_total",
+			Help: "Messages sequenced and handed to the wal.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_duplicates_total",
+			Help: "Publishes answered as duplicates of an idempotency key.",
+		}),
+		catchups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_catchups_total",
+			Help: "Subscription pulls served from the wal because the cursor fell behind the ring.",
+		}),
+		notifications: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_fanout_notifications_total",
+			Help: "Sink notifications sent to subscriptions on new messages.",
+		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_forwarded_publishes_total",
+			Help: "Publishes forwarded to the room's home on another node.",
+		}),
+		peerDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_peer_frames_dropped_total",
+			Help: "Fan-out frames to peers dropped (queue full or send failed); receivers repair the gap.",
+		}),
+		badPeerFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_bad_peer_frames_total",
+			Help: "Peer frames that did not decode.",
+		}),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_gap_repairs_total",
+			Help: "Fetches a replica sent to its home to fill a gap in the pushed messages.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register router metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,117 @@
+package router
+
+import (
+	"context"
+	"slices"
+
+	"github.com/arena-mesh/arena/mesh"
+)
+
+// forwardPublish sends req to the room's home and returns the home's ack
+// (durable there). Dedup and sequencing happen on the home.
+func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req PublishRequest) (Ack, error) {
+	var epoch uint64 // our view of the room's epoch, if we mirror it
+	r.mu.RLock()
+	if rep := r.replicas[req.Room]; rep != nil && rep.rm != nil {
+		epoch = rep.rm.epoch
+	}
+	r.mu.RUnlock()
+	id := r.nextReq.Add(1)
+	size := 16 + 4*10 + len(req.Room) + len(req.From) + len(req.Key) + len(req.Data)
+	frame := appendPublish(make([]byte, 0, size), req.Room, epoch, id, req.From, req.Key, req.Data)
+	res, err := r.call(ctx, home, req.Room, id, frame)
+	if err != nil {
+		return Ack{}, err
+	}
+	if err := codeError(home, res.f.Code); err != nil {
+		return Ack{}, err
+	}
+	r.metrics.forwarded.Inc()
+	return Ack{Epoch: res.f.Epoch, Seq: res.f.Seq, TS: res.f.TS, Dup: res.f.Flags&flagDup != 0}, nil
+}
+
+// remoteHead returns the head of a room homed on home (creating it there
+// if new).
+func (r *Router) remoteHead(ctx context.Context, home mesh.NodeID, room string) (Position, error) {
+	res, err := r.fetch(ctx, home, room, 0, fetchAfter, 0, 0)
+	if err != nil {
+		return Position{}, err
+	}
+	return Position{Epoch: res.f.Epoch, Seq: res.f.Head}, nil
+}
+
+// remoteHistory answers q for a room homed on home, fetching as many times
+// as the home's reply size limit requires.
+func (r *Router) remoteHistory(ctx context.Context, home mesh.NodeID, room string, q HistoryQuery) (uint64, []*Message, error) {
+	limit := clampLimit(q.Limit)
+	mode, seq := fetchTail, uint64(0)
+	switch {
+	case q.After != 0:
+		mode, seq = fetchAfter, q.After
+	case q.Before != 0:
+		mode, seq = fetchBefore, q.Before
+	}
+	res, err := r.fetch(ctx, home, room, 0, mode, seq, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	epoch, head, msgs := res.f.Epoch, res.f.Head, res.msgs
+	for len(msgs) > 0 && len(msgs) < limit {
+		var more []*Message
+		if mode == fetchAfter {
+			last := msgs[len(msgs)-1].Seq
+			if last >= head {
+				break
+			}
+			res, err = r.fetch(ctx, home, room, epoch, fetchAfter, last, limit-len(msgs))
+			more = res.msgs
+			if err == nil && res.f.Code == codeOK {
+				msgs = append(msgs, more...)
+			}
+		} else {
+			if msgs[0].Seq <= 1 {
+				break
+			}
+			res, err = r.fetch(ctx, home, room, epoch, fetchBefore, msgs[0].Seq, limit-len(msgs))
+			more = res.msgs
+			if err == nil && res.f.Code == codeOK {
+				msgs = slices.Concat(more, msgs)
+			}
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		if res.f.Code != codeOK || len(more) == 0 {
+			break // the epoch changed meanwhile, or nothing more is retained
+		}
+	}
+	return epoch, msgs, nil
+}
+
+// subscribeRemote subscribes to a room homed on home through its local
+// replica.
+func (r *Router) subscribeRemote(ctx context.Context, home mesh.NodeID, req SubscribeRequest) (SubscribeResult, error) {
+	for {
+		rep, err := r.replicaFor(ctx, req.Room, home)
+		if err != nil {
+			return SubscribeResult{}, err
+		}
+		rm := rep.rm
+		var first uint64
+		if req.Since != nil {
+			// The home knows what it retains; ask it (limit 0: no messages).
+			res, err := r.fetch(ctx, home, rm.name, rm.epoch, fetchAfter, 0, 0)
+			if err != nil {
+				return SubscribeResult{}, err
+			}
+			if res.f.Code == codeEpoch {
+				r.restartReplica(rep) // the home moved on: mirror the new epoch
+				continue
+			}
+			first = res.f.First
+		}
+		if res, ok := r.attach(rm, req, first); ok {
+			return res, nil
+		}
+	}
+}

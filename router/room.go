@@ -1,0 +1,179 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/arena-mesh/arena/mesh"
+)
+
+// room is one room homed on this node: its sequencer, ring and subscribers.
+//
+// Lock order: Router.mu, then room.mu, then room.subsMu, then ring.mu.
+// The wal callbacks (written, durable) run on the wal's goroutine and take
+// only ring.mu, subsMu (read) and pendMu, never room.mu: a publisher may hold
+// room.mu while blocked in wal.Append waiting for the committer.
+type room struct {
+	name  string
+	epoch uint64 // fixed for the room's life in memory
+	r     *Router
+
+	mu  sync.Mutex // guards seq; held across wal.Append so that enqueue order is seq order
+	seq *sequencer
+
+	// evicted is set (under mu and subsMu) when the room leaves memory;
+	// whoever finds it set looks the room up again.
+	evicted atomic.Bool
+	// lastActive is the Now of the last publish or unsubscribe, in Unix ns.
+	lastActive atomic.Int64
+	// inflight counts publishes handed to the wal whose durable callback has
+	// not run yet; a room with some is never evicted.
+	inflight atomic.Int64
+
+	pendMu  sync.Mutex // guards pending; never held while blocking (wal callbacks take it)
+	pending map[string]*publication
+
+	ring *ring
+
+	subsMu sync.RWMutex // guards subs, each Subscription.idx, interest
+	subs   []*Subscription
+	// interest lists the peers this home room pushes its messages to,
+	// each with the token of its interest frame.
+	interest map[mesh.NodeID]uint64
+
+	// rep is set for a replica: a room homed on another node, mirrored
+	// here for local subscribers. nil for a room homed here.
+	rep *replica
+	// ended is set once this room object's epoch is over on this node
+	// (the room moved to another home, or its home restarted it): Pull
+	// returns ErrRoomRestarted once a subscription has pulled the rest.
+	ended atomic.Bool
+}
+
+// newRoom returns a room in epoch whose last written (and assigned) seq is head.
+func newRoom(r *Router, name string, epoch, head uint64, lookupUntil time.Time) *room {
+	rm := &room{
+		name:  name,
+		epoch: epoch,
+		r:     r,
+		seq:   newSequencer(epoch, head, r.cfg.DedupWindow, r.cfg.DedupMemory, lookupUntil),
+		ring:  newRing(r.cfg.RingSize, head),
+	}
+	rm.lastActive.Store(r.cfg.Now().UnixNano())
+	return rm
+}
+
+// written runs on the wal's goroutine once m is applied (readable, survives a
+// process crash): m joins the ring and every subscriber not yet told is
+// notified. It must not block.
+func (rm *room) written(m *Message) {
+	rm.ring.append(m)
+	// Subscribers registered after the append already count m in their
+	// head; those registered before are in the slice read here (see
+	// Subscribe), so nobody misses m.
+	rm.subsMu.RLock()
+	n := 0
+	for _, s := range rm.subs {
+		if s.notify() {
+			n++
+		}
+	}
+	if len(rm.interest) > 0 {
+		rm.r.pushLocked(rm, m)
+	}
+	rm.subsMu.RUnlock()
+	if n > 0 {
+		rm.r.metrics.notifications.Add(float64(n))
+	}
+}
+
+// end marks the room's epoch over on this node and wakes every
+// subscription so that it pulls the rest and then gets ErrRoomRestarted.
+// The caller has removed the room from the router's maps.
+func (rm *room) end() {
+	if rm.rep == nil {
+		rm.mu.Lock() // publishes check evicted under mu
+		defer rm.mu.Unlock()
+	}
+	rm.subsMu.Lock()
+	rm.evicted.Store(true)
+	rm.ended.Store(true)
+	rm.interest = nil
+	subs := rm.subs
+	rm.subsMu.Unlock()
+	for _, s := range subs {
+		s.notify()
+	}
+}
+
+// addSubscriber registers s with its cursor set by pick from the ring's head
+// and oldest held seq, atomically with respect to written: every message
+// after the cursor is either readable now or will notify s. It returns false
+// if the room was evicted meanwhile.
+func (rm *room) addSubscriber(s *Subscription, pick func(head, ringOldest uint64) (cursor uint64)) (head uint64, ok bool) {
+	rm.subsMu.Lock()
+	defer rm.subsMu.Unlock()
+	if rm.evicted.Load() {
+		return 0, false
+	}
+	head, oldest := rm.ring.bounds()
+	s.cursor.Store(pick(head, oldest))
+	s.idx = len(rm.subs)
+	rm.subs = append(rm.subs, s)
+	return head, true
+}
+
+// removeSubscriber unregisters s; idempotent. For a replica it reports
+// whether s was the last subscriber: the replica is then marked evicted
+// and the caller drops it.
+func (rm *room) removeSubscriber(s *Subscription) (emptied bool) {
+	rm.subsMu.Lock()
+	defer rm.subsMu.Unlock()
+	i := s.idx
+	if i < 0 || i >= len(rm.subs) || rm.subs[i] != s {
+		return false
+	}
+	last := len(rm.subs) - 1
+	rm.subs[i] = rm.subs[last]
+	rm.subs[i].idx = i
+	rm.subs[last] = nil
+	rm.subs = rm.subs[:last]
+	s.idx = -1
+	if len(rm.subs) == 0 && cap(rm.subs) > 64 {
+		rm.subs = nil
+	}
+	rm.touch()
+	if rm.rep != nil && len(rm.subs) == 0 && !rm.evicted.Load() {
+		rm.evicted.Store(true)
+		return true
+	}
+	return false
+}
+
+// touch records activity, delaying eviction.
+func (rm *room) touch() {
+	rm.lastActive.Store(rm.r.cfg.Now().UnixNano())
+}
+
+// tryEvict marks the room evicted if it is idle at now: no subscriber, no
+// in-flight publish, no activity for a DedupWindow. It never blocks (a
+// publisher may hold mu, blocked in wal.Append). On success it returns what
+// a dormant room needs to come back. The caller holds Router.mu.
+func (rm *room) tryEvict(now time.Time) (dormantRoom, bool) {
+	if !rm.mu.TryLock() {
+		return dormantRoom{}, false
+	}
+	defer rm.mu.Unlock()
+	rm.subsMu.Lock()
+	defer rm.subsMu.Unlock()
+	idle := now.Sub(time.Unix(0, rm.lastActive.Load())) >= rm.r.cfg.DedupWindow
+	if len(rm.subs) > 0 || len(rm.interest) > 0 || rm.inflight.Load() > 0 || !idle {
+		return dormantRoom{}, false
+	}
+	rm.evicted.Store(true)
+	// No publish is in flight, so the written head is the assigned head;
+	// every key in memory has expired (idle for a window), so carrying
+	// lookupUntil over keeps dedup exact.
+	return dormantRoom{epoch: rm.epoch, head: rm.ring.Head(), lookupUntil: rm.seq.lookupUntil}, true
+}

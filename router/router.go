@@ -1,0 +1,255 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/arena-mesh/arena/mesh"
+	"github.com/arena-mesh/arena/wal"
+)
+
+// Router holds the rooms homed on this node: it sequences their messages,
+// stores them in the wal, fans them out to subscriptions and serves history.
+// Its methods are safe for concurrent use.
+type Router struct {
+	cfg     Config
+	log     *wal.Log
+	logger  zerolog.Logger
+	metrics *metrics
+
+	mu       sync.RWMutex // guards active, dormant, replicas
+	active   map[string]*room
+	dormant  map[string]dormantRoom
+	replicas map[string]*replica // rooms homed elsewhere with local subscribers
+
+	// Multi-node state; mesh is nil on a single node.
+	mesh    *mesh.Mesh
+	self    mesh.NodeID
+	view    atomic.Pointer[view]
+	nextReq atomic.Uint64 // request ids and interest tokens
+	calls   callTable
+	senders senderTable
+
+	ctx    context.Context // canceled by Close; bounds peer goroutines
+	cancel context.CancelFunc
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{} // closed by Close
+	spawnMu   sync.RWMutex  // held (read) while adding to wg, so Close's Wait sees every Add
+	wg        sync.WaitGroup
+}
+
+// dormantRoom is a room known to the wal but not held in memory: recovered
+// at start and not used since, or evicted when idle. It is a few words, so
+// many rooms cost little memory.
+type dormantRoom struct {
+	epoch, head uint64
+	lookupUntil time.Time // see sequencer.lookupUntil
+}
+
+// New returns a Router that recovers every room's (epoch, head) from cfg.Log.
+// Idempotency keys published before the restart are looked up in the wal
+// for a DedupWindow after New.
+func New(cfg Config) (*Router, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	states, err := cfg.Log.Rooms()
+	if err != nil {
+		return nil, fmt.Errorf("recover rooms: %w", err)
+	}
+	r := &Router{
+		cfg:     cfg,
+		log:     cfg.Log,
+		logger:  cfg.Logger.With().Str("component", "router").Str("node", cfg.NodeID).Logger(),
+		metrics: m,
+		active:   make(map[string]*room),
+		dormant:  make(map[string]dormantRoom, len(states)),
+		replicas: make(map[string]*replica),
+		mesh:     cfg.Mesh,
+		stop:     make(chan struct{}),
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.calls.init()
+	r.senders.init()
+	r.view.Store(newView(nil))
+	if r.mesh != nil {
+		r.self = r.mesh.LocalID()
+		r.view.Store(newView(r.mesh.Members()))
+	}
+	// Keys used before the restart are unknown to memory: until the window
+	// since now has passed, a miss must look in the wal.
+	lookupUntil := cfg.Now().Add(cfg.DedupWindow)
+	for _, st := range states {
+		r.dormant[st.Room] = dormantRoom{epoch: st.Epoch, head: st.Head, lookupUntil: lookupUntil}
+	}
+	r.spawn(r.evictLoop)
+	r.logger.Info().Int("rooms", len(states)).Msg("router started")
+	return r, nil
+}
+
+// Close stops the router's goroutines; later calls return ErrClosed.
+// Publishes already handed to the wal complete when the wal stores them
+// (closing the wal flushes them); they fail with ErrClosed only if the wal
+// was closed before they reached it. Existing subscriptions can still Pull
+// what was written. Close is idempotent.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() {
+		r.spawnMu.Lock()
+		r.closed.Store(true)
+		r.spawnMu.Unlock()
+		close(r.stop)
+		r.cancel()
+		r.calls.failAll(ErrClosed)
+		r.wg.Wait()
+		r.logger.Info().Msg("router closed")
+	})
+	return nil
+}
+
+// Head returns the room's current head: the newest written message, or
+// (epoch, 0) for a room with no message. A new room is created.
+func (r *Router) Head(name string) (Position, error) {
+	if home := r.homeOf(name); home != "" {
+		return r.remoteHead(r.ctx, home, name)
+	}
+	rm, err := r.room(name)
+	if err != nil {
+		return Position{}, err
+	}
+	return Position{Epoch: rm.epoch, Seq: rm.ring.Head()}, nil
+}
+
+// room returns the room named name, loading it if dormant and creating it
+// (with a new epoch, recorded in the wal) if unknown. The returned room may
+// be evicted concurrently; callers that need it check room.evicted under
+// the relevant lock and call room again.
+func (r *Router) room(name string) (*room, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	if !r.isHome(name) {
+		return nil, errNotHome
+	}
+	r.mu.RLock()
+	rm := r.active[name]
+	r.mu.RUnlock()
+	if rm != nil && !rm.evicted.Load() {
+		return rm, nil
+	}
+
+	r.mu.Lock()
+	if rm = r.active[name]; rm != nil {
+		r.mu.Unlock()
+		return rm, nil
+	}
+	if d, ok := r.dormant[name]; ok {
+		rm = newRoom(r, name, d.epoch, d.head, d.lookupUntil)
+		delete(r.dormant, name)
+		r.active[name] = rm
+		r.metrics.rooms.Set(float64(len(r.active)))
+		r.mu.Unlock()
+		return rm, nil
+	}
+	epoch := uint64(r.cfg.Now().UnixMicro())
+	rm = newRoom(r, name, epoch, 0, time.Time{})
+	// Publishes to the new room wait for its epoch record to be queued
+	// first: the wal keeps queue order.
+	rm.mu.Lock()
+	r.active[name] = rm
+	r.metrics.rooms.Set(float64(len(r.active)))
+	r.mu.Unlock()
+
+	err := r.log.SetEpoch(name, epoch, func(err error) {
+		if err != nil {
+			r.logger.Error().Err(err).Str("room", name).Uint64("epoch", epoch).Msg("room epoch not stored")
+		}
+	})
+	if err != nil {
+		rm.subsMu.Lock()
+		rm.evicted.Store(true)
+		rm.subsMu.Unlock()
+		rm.mu.Unlock()
+		r.mu.Lock()
+		if r.active[name] == rm {
+			delete(r.active, name)
+			r.metrics.rooms.Set(float64(len(r.active)))
+		}
+		r.mu.Unlock()
+		if errors.Is(err, wal.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("create room %q: set epoch: %w", name, err)
+	}
+	rm.mu.Unlock()
+	r.logger.Debug().Str("room", name).Uint64("epoch", epoch).Msg("room created")
+	return rm, nil
+}
+
+// errNotHome: the room is homed on another node (in this node's view).
+var errNotHome = errors.New("room is homed on another node")
+
+// spawn runs fn on a goroutine that Close waits for; after Close it does
+// nothing and reports false. fn must return once r.ctx is done.
+func (r *Router) spawn(fn func()) bool {
+	r.spawnMu.RLock()
+	defer r.spawnMu.RUnlock()
+	if r.closed.Load() {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// evictLoop evicts idle rooms until Close.
+func (r *Router) evictLoop() {
+	t := time.NewTicker(evictInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			if n := r.evictIdle(r.cfg.Now()); n > 0 {
+				r.logger.Debug().Int("rooms", n).Msg("idle rooms evicted")
+			}
+		}
+	}
+}
+
+// evictIdle moves the rooms idle at now to the dormant set and returns how
+// many it moved.
+func (r *Router) evictIdle(now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for name, rm := range r.active {
+		d, ok := rm.tryEvict(now)
+		if !ok {
+			continue
+		}
+		delete(r.active, name)
+		r.dormant[name] = d
+		n++
+	}
+	if n > 0 {
+		r.metrics.rooms.Set(float64(len(r.active)))
+	}
+	return n
+}

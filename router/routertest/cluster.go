@@ -1,0 +1,242 @@
+// Package routertest runs in-process clusters of routers for tests: each
+// node has a real wal (Pebble in t.TempDir()) and a real mesh (memberlist
+// and QUIC on 127.0.0.1, port 0, with mesh.LocalTiming()), all sharing one
+// cluster key.
+//
+//	c := routertest.Start(t, 3)
+//	home := c.HomeOf("chat:1")
+//	ack, err := c.Nodes[(home+1)%3].Router.Publish(ctx, req) // forwarded to home
+package routertest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/arena-mesh/arena/mesh"
+	"github.com/arena-mesh/arena/router"
+	"github.com/arena-mesh/arena/wal"
+)
+
+// ClusterKey is the mesh key every test node shares.
+var ClusterKey = []byte("routertest-cluster-key-32-bytes!")
+
+// Option adjusts a cluster before it starts.
+type Option func(*options)
+
+type options struct {
+	regions   []string
+	placement router.Placement
+	ringSize  int
+	timeout   time.Duration
+}
+
+// WithRegions puts node i in regions[i%len(regions)]. Default: one
+// region, "default".
+func WithRegions(regions ...string) Option { return func(o *options) { o.regions = regions } }
+
+// WithPlacement sets every router's placement rules.
+func WithPlacement(p router.Placement) Option { return func(o *options) { o.placement = p } }
+
+// WithRingSize sets every router's ring size (small rings force catch-ups).
+func WithRingSize(n int) Option { return func(o *options) { o.ringSize = n } }
+
+// WithPeerTimeout sets every router's PeerTimeout.
+func WithPeerTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// Node is one member of a Cluster.
+type Node struct {
+	ID     mesh.NodeID
+	Region string
+	Router *router.Router
+	Mesh   *mesh.Mesh
+	Log    *wal.Log
+
+	stopOnce sync.Once
+	dead     bool // set by Kill (test goroutine only)
+}
+
+// Cluster is a running set of nodes.
+type Cluster struct {
+	t     testing.TB
+	opts  options
+	Nodes []*Node
+}
+
+// Start runs n nodes, node 0 first and the others joining it, and waits
+// until every node sees all n. Everything is closed by t.Cleanup.
+func Start(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, opts: options{regions: []string{"default"}}}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	var seed string
+	for i := range n {
+		nd := c.startNode(i, seed)
+		if i == 0 {
+			seed = nd.Mesh.Addr()
+		}
+		c.Nodes = append(c.Nodes, nd)
+	}
+	c.WaitConverged()
+	return c
+}
+
+func (c *Cluster) startNode(i int, seed string) *Node {
+	t := c.t
+	t.Helper()
+	id := mesh.NodeID(fmt.Sprintf("n%d", i+1))
+	region := c.opts.regions[i%len(c.opts.regions)]
+	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Str("node", string(id)).Logger()
+	log, err := wal.Open(wal.Config{Dir: t.TempDir(), Logger: logger})
+	if err != nil {
+		t.Fatalf("open wal of %s: %v", id, err)
+	}
+	var join []string
+	if seed != "" {
+		join = []string{seed}
+	}
+	hooks := new(router.MeshHooks)
+	m, err := mesh.New(context.Background(), mesh.Config{
+		NodeID:         id,
+		Region:         region,
+		Bind:           "127.0.0.1:0",
+		Join:           join,
+		ClusterKey:     ClusterKey,
+		Handler:        hooks.Handler,
+		OnChange:       hooks.OnChange,
+		Logger:         logger.Level(zerolog.WarnLevel),
+		Registerer:     prometheus.NewRegistry(),
+		RejoinInterval: 200 * time.Millisecond,
+		Timing:         mesh.LocalTiming(),
+	})
+	if err != nil {
+		_ = log.Close()
+		t.Fatalf("start mesh of %s: %v", id, err)
+	}
+	r, err := router.New(router.Config{
+		NodeID:      string(id),
+		Log:         log,
+		Logger:      logger,
+		Registerer:  prometheus.NewRegistry(),
+		RingSize:    c.opts.ringSize,
+		Mesh:        m,
+		Placement:   c.opts.placement,
+		PeerTimeout: c.opts.timeout,
+	})
+	if err != nil {
+		_ = m.Close()
+		_ = log.Close()
+		t.Fatalf("start router of %s: %v", id, err)
+	}
+	hooks.Bind(r)
+	// The member list may have changed between New and Bind.
+	r.MembersChanged(m.Members())
+	nd := &Node{ID: id, Region: region, Router: r, Mesh: m, Log: log}
+	t.Cleanup(nd.stop)
+	return nd
+}
+
+// stop closes the node without leaving the mesh: router, mesh, wal.
+func (nd *Node) stop() {
+	nd.stopOnce.Do(func() {
+		_ = nd.Router.Close()
+		_ = nd.Mesh.Close()
+		_ = nd.Log.Close()
+	})
+}
+
+// Kill stops node i as a crash would look to the others: no Leave, so
+// they find out by failure detection. It waits until every other live
+// node has dropped it.
+func (c *Cluster) Kill(i int) {
+	c.t.Helper()
+	c.Nodes[i].dead = true
+	c.Nodes[i].stop()
+	c.WaitConverged()
+}
+
+// Live returns the indexes of the nodes not killed.
+func (c *Cluster) Live() []int {
+	var out []int
+	for i, nd := range c.Nodes {
+		if !nd.dead {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// WaitConverged waits until every live node sees exactly the live nodes.
+func (c *Cluster) WaitConverged() {
+	c.t.Helper()
+	live := c.Live()
+	WaitFor(c.t, 30*time.Second, "mesh membership to converge", func() bool {
+		for _, i := range live {
+			ms := c.Nodes[i].Mesh.Members()
+			if len(ms) != len(live) {
+				return false
+			}
+			for _, m := range ms {
+				if j := c.index(m.ID); j < 0 || c.Nodes[j].dead {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func (c *Cluster) index(id mesh.NodeID) int {
+	for i, nd := range c.Nodes {
+		if nd.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// HomeOf returns the index of room's home among the live nodes, by the
+// same placement the routers use.
+func (c *Cluster) HomeOf(room string) int {
+	var ms []mesh.Member
+	for _, i := range c.Live() {
+		ms = append(ms, mesh.Member{ID: c.Nodes[i].ID, Region: c.Nodes[i].Region})
+	}
+	return c.index(router.Home(room, c.opts.placement.Region(room), ms))
+}
+
+// RoomHomedOn returns a room name (prefix plus a number) whose home is
+// node i among the live nodes.
+func (c *Cluster) RoomHomedOn(prefix string, i int) string {
+	c.t.Helper()
+	for k := range 10000 {
+		room := fmt.Sprintf("%s%d", prefix, k)
+		if c.HomeOf(room) == i {
+			return room
+		}
+	}
+	c.t.Fatalf("no room with prefix %q homed on node %d", prefix, i)
+	return ""
+}
+
+// WaitFor polls cond every 10ms until it holds, failing the test after
+// timeout.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}

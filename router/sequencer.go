@@ -1,0 +1,166 @@
+package router
+
+import "time"
+
+// keyState is what the sequencer knows about an idempotency key.
+type keyState uint8
+
+const (
+	// keyNew: the key was not used within the window; publish.
+	keyNew keyState = iota
+	// keyDup: the key was used within the window; answer with its origin.
+	keyDup
+	// keyUnknown: memory cannot tell (the key may have been evicted from
+	// memory, or used before a restart); the caller must consult the wal.
+	keyUnknown
+)
+
+// origin is where a key's message was published.
+type origin struct {
+	Epoch, Seq uint64
+	TS         int64 // ms since the Unix epoch
+}
+
+// keyUse is one entry of the sequencer's key queue, oldest first.
+type keyUse struct {
+	key string
+	seq uint64
+	ts  int64
+}
+
+// sequencer is a room's ordering logic as a pure state machine: it assigns
+// sequence numbers and remembers recent idempotency keys. It does no I/O and
+// reads no clock (time is passed in), so it is tested with tables; the room
+// guards it with its lock and does the wal lookups it asks for.
+type sequencer struct {
+	epoch uint64
+	head  uint64 // last assigned seq; 0 before the first message of the epoch
+
+	window   time.Duration
+	capacity int // keys kept in memory at most
+
+	keys  map[string]origin // key -> origin, for keys in queue
+	queue []keyUse          // keys in the order they were used; may hold stale entries (see forget)
+	qhead int               // index of the oldest live entry of queue
+
+	// lookupUntil: until then, a key missing from memory may still be in
+	// the wal's window (it was evicted by capacity, or used before a
+	// restart), so a miss must be checked there.
+	lookupUntil time.Time
+}
+
+// newSequencer returns a sequencer for epoch whose last assigned seq is head.
+// lookupUntil is when keys used before this sequencer existed leave the
+// window: a restarted room passes start+window, a brand new room the zero time.
+func newSequencer(epoch, head uint64, window time.Duration, capacity int, lookupUntil time.Time) *sequencer {
+	return &sequencer{
+		epoch:       epoch,
+		head:        head,
+		window:      window,
+		capacity:    max(capacity, 1),
+		lookupUntil: lookupUntil,
+	}
+}
+
+// check reports what is known about key at now. With keyDup the origin is valid.
+func (s *sequencer) check(key string, now time.Time) (origin, keyState) {
+	s.expire(now)
+	if o, ok := s.keys[key]; ok {
+		return o, keyDup
+	}
+	if now.Before(s.lookupUntil) {
+		return origin{}, keyUnknown
+	}
+	return origin{}, keyNew
+}
+
+// next assigns the next seq to a message published at now with key (""
+// for none) and remembers the key. The caller has checked the key first.
+func (s *sequencer) next(key string, now time.Time) origin {
+	s.head++
+	o := origin{Epoch: s.epoch, Seq: s.head, TS: now.UnixMilli()}
+	if key != "" {
+		s.remember(key, o, now)
+	}
+	return o
+}
+
+// undo takes back the last assignment (seq with key), whose message could
+// not be handed to the wal, so the sequence keeps no gap.
+func (s *sequencer) undo(seq uint64, key string) {
+	if seq != s.head {
+		return // not the last assignment; nothing safe to undo
+	}
+	s.head--
+	if key == "" {
+		return
+	}
+	if o, ok := s.keys[key]; ok && o.Seq == seq {
+		delete(s.keys, key)
+	}
+	if n := len(s.queue); n > s.qhead && s.queue[n-1].seq == seq {
+		s.queue[n-1] = keyUse{}
+		s.queue = s.queue[:n-1]
+	}
+}
+
+// forget drops key from memory: its message failed to become durable, so a
+// retry must publish again. Its queue entry goes stale and is skipped later.
+func (s *sequencer) forget(key string, seq uint64) {
+	if o, ok := s.keys[key]; ok && o.Seq == seq {
+		delete(s.keys, key)
+	}
+}
+
+// remember records that key was used for o at now, evicting the oldest key
+// when memory is full.
+func (s *sequencer) remember(key string, o origin, now time.Time) {
+	if s.keys == nil {
+		s.keys = make(map[string]origin)
+	}
+	s.keys[key] = o
+	s.queue = append(s.queue, keyUse{key: key, seq: o.Seq, ts: o.TS})
+	for len(s.queue)-s.qhead > s.capacity {
+		u := s.popOldest()
+		// Still within the window: a later miss must look in the wal.
+		if until := time.UnixMilli(u.ts).Add(s.window); until.After(s.lookupUntil) {
+			s.lookupUntil = until
+		}
+	}
+}
+
+// expire drops the keys that left the window at now.
+func (s *sequencer) expire(now time.Time) {
+	cutoff := now.Add(-s.window).UnixMilli() // used at or before cutoff: expired
+	for s.qhead < len(s.queue) && s.queue[s.qhead].ts <= cutoff {
+		s.popOldest()
+	}
+}
+
+// popOldest removes and returns the oldest queue entry, dropping its key
+// from the map unless the entry is stale.
+func (s *sequencer) popOldest() keyUse {
+	u := s.queue[s.qhead]
+	s.queue[s.qhead] = keyUse{} // release the key string
+	s.qhead++
+	if o, ok := s.keys[u.key]; ok && o.Seq == u.seq {
+		delete(s.keys, u.key)
+	}
+	switch {
+	case s.qhead == len(s.queue):
+		s.queue, s.qhead = s.queue[:0], 0
+	case s.qhead >= 64 && s.qhead*2 >= len(s.queue):
+		// Slide the live part down so the queue's memory stays bounded.
+		n := copy(s.queue, s.queue[s.qhead:])
+		clear(s.queue[n:])
+		s.queue, s.qhead = s.queue[:n], 0
+	}
+	if len(s.keys) == 0 && cap(s.queue) > 1024 {
+		// Every entry left is stale: an idle room gives its memory back.
+		s.keys, s.queue, s.qhead = nil, nil, 0
+	}
+	return u
+}
+
+// memoryKeys is how many keys are held in memory (for tests).
+func (s *sequencer) memoryKeys() int { return len(s.keys) }

@@ -1,0 +1,179 @@
+package router
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// seqStep is one input to the sequencer and what it must answer.
+type seqStep struct {
+	op   string        // check | next | undo | forget
+	key  string        // the idempotency key
+	at   time.Duration // since t0
+	want keyState      // check: the answer
+	seq  uint64        // next: the seq assigned; check keyDup: the origin seq; undo/forget: the argument
+}
+
+func TestSequencer(t *testing.T) {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	const window = 10 * time.Minute
+	tests := []struct {
+		name        string
+		epoch, head uint64
+		capacity    int
+		lookupUntil time.Duration // since t0; 0: zero time (a brand new room)
+		steps       []seqStep
+	}{
+		{
+			name: "sequence continues from head", epoch: 7, head: 41, capacity: 10,
+			steps: []seqStep{
+				{op: "next", seq: 42},
+				{op: "next", seq: 43},
+			},
+		},
+		{
+			name: "empty key is never deduplicated", epoch: 1, capacity: 10,
+			steps: []seqStep{
+				{op: "next", seq: 1},
+				{op: "next", seq: 2},
+				{op: "check", key: "", want: keyNew},
+			},
+		},
+		{
+			name: "key used twice is a duplicate", epoch: 1, capacity: 10,
+			steps: []seqStep{
+				{op: "check", key: "k", want: keyNew},
+				{op: "next", key: "k", seq: 1},
+				{op: "next", key: "other", seq: 2},
+				{op: "check", key: "k", at: time.Minute, want: keyDup, seq: 1},
+				{op: "check", key: "other", at: time.Minute, want: keyDup, seq: 2},
+			},
+		},
+		{
+			name: "key expires after the window", epoch: 1, capacity: 10,
+			steps: []seqStep{
+				{op: "next", key: "k", seq: 1},
+				{op: "check", key: "k", at: window - time.Millisecond, want: keyDup, seq: 1},
+				{op: "check", key: "k", at: window, want: keyNew},
+				{op: "next", key: "k", at: window, seq: 2},
+				{op: "check", key: "k", at: window + time.Second, want: keyDup, seq: 2},
+			},
+		},
+		{
+			name: "keys evicted by capacity are looked up in the wal until their window ends", epoch: 1, capacity: 2,
+			steps: []seqStep{
+				{op: "next", key: "a", seq: 1},
+				{op: "next", key: "b", at: time.Second, seq: 2},
+				{op: "next", key: "c", at: 2 * time.Second, seq: 3},
+				{op: "check", key: "a", at: 3 * time.Second, want: keyUnknown},
+				{op: "check", key: "never-used", at: 3 * time.Second, want: keyUnknown},
+				{op: "check", key: "b", at: 3 * time.Second, want: keyDup, seq: 2},
+				{op: "check", key: "c", at: 3 * time.Second, want: keyDup, seq: 3},
+				{op: "check", key: "a", at: window - time.Millisecond, want: keyUnknown},
+				{op: "check", key: "a", at: window, want: keyNew},
+			},
+		},
+		{
+			name: "after a restart misses consult the wal for a window", epoch: 5, head: 100, capacity: 10, lookupUntil: window,
+			steps: []seqStep{
+				{op: "check", key: "x", want: keyUnknown},
+				{op: "next", key: "y", seq: 101},
+				{op: "check", key: "y", at: time.Minute, want: keyDup, seq: 101},
+				{op: "check", key: "x", at: window - time.Millisecond, want: keyUnknown},
+				{op: "check", key: "x", at: window, want: keyNew},
+			},
+		},
+		{
+			name: "undo takes back the last assignment and its key", epoch: 1, capacity: 10,
+			steps: []seqStep{
+				{op: "next", key: "a", seq: 1},
+				{op: "next", key: "k", seq: 2},
+				{op: "undo", key: "k", seq: 2},
+				{op: "check", key: "k", want: keyNew},
+				{op: "check", key: "a", want: keyDup, seq: 1},
+				{op: "next", key: "k", seq: 2},
+				{op: "undo", key: "a", seq: 1}, // not the last: ignored
+				{op: "next", seq: 3},
+			},
+		},
+		{
+			name: "forgotten key publishes anew and its stale entry leaves the new one alone", epoch: 1, capacity: 2,
+			steps: []seqStep{
+				{op: "next", key: "k", seq: 1},
+				{op: "forget", key: "k", seq: 1},
+				{op: "check", key: "k", want: keyNew},
+				{op: "next", key: "k", seq: 2},
+				{op: "next", key: "j", seq: 3}, // pushes out the stale k@1
+				{op: "check", key: "k", want: keyDup, seq: 2},
+				{op: "check", key: "j", want: keyDup, seq: 3},
+			},
+		},
+		{
+			name: "forget of an older seq keeps the newer use", epoch: 1, capacity: 10,
+			steps: []seqStep{
+				{op: "next", key: "k", seq: 1},
+				{op: "check", key: "k", at: window, want: keyNew},
+				{op: "next", key: "k", at: window, seq: 2},
+				{op: "forget", key: "k", seq: 1},
+				{op: "check", key: "k", at: window, want: keyDup, seq: 2},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var until time.Time
+			if tt.lookupUntil != 0 {
+				until = t0.Add(tt.lookupUntil)
+			}
+			s := newSequencer(tt.epoch, tt.head, window, tt.capacity, until)
+			for i, st := range tt.steps {
+				now := t0.Add(st.at)
+				switch st.op {
+				case "check":
+					o, got := s.check(st.key, now)
+					if got != st.want {
+						t.Fatalf("step %d: check(%q) = state %d, want %d", i, st.key, got, st.want)
+					}
+					if got == keyDup && (o.Seq != st.seq || o.Epoch != tt.epoch) {
+						t.Fatalf("step %d: check(%q) origin = %+v, want epoch %d seq %d", i, st.key, o, tt.epoch, st.seq)
+					}
+				case "next":
+					o := s.next(st.key, now)
+					if o.Seq != st.seq || o.Epoch != tt.epoch || o.TS != now.UnixMilli() {
+						t.Fatalf("step %d: next(%q) = %+v, want epoch %d seq %d ts %d", i, st.key, o, tt.epoch, st.seq, now.UnixMilli())
+					}
+				case "undo":
+					s.undo(st.seq, st.key)
+				case "forget":
+					s.forget(st.key, st.seq)
+				default:
+					t.Fatalf("step %d: unknown op %q", i, st.op)
+				}
+			}
+		})
+	}
+}
+
+func TestSequencerMemoryBounded(t *testing.T) {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	const capacity = 100
+	s := newSequencer(1, 0, time.Minute, capacity, time.Time{})
+	for i := range 10_000 {
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		s.next(fmt.Sprintf("key-%d", i), now)
+		if n := s.memoryKeys(); n > capacity {
+			t.Fatalf("after %d keys: %d in memory, want <= %d", i+1, n, capacity)
+		}
+		if c := cap(s.queue); c > 4*capacity+256 {
+			t.Fatalf("after %d keys: queue capacity %d, want bounded", i+1, c)
+		}
+	}
+	// Everything expires: memory is given back.
+	if _, st := s.check("x", t0.Add(time.Hour)); st != keyNew {
+		t.Fatalf("check after the window = %d, want keyNew", st)
+	}
+	if n := s.memoryKeys(); n != 0 {
+		t.Fatalf("%d keys in memory after the window, want 0", n)
+	}
+}

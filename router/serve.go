@@ -1,0 +1,188 @@
+package router
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/arena-mesh/arena/mesh"
+)
+
+// maxFetchReplyBytes bounds a fetch reply, well under the mesh's frame
+// limit; a requester asks again for the rest.
+const maxFetchReplyBytes = mesh.DefaultMaxFrameSize / 2
+
+// servePublish sequences a publish forwarded by an edge and answers once it
+// is durable. Sequencing happens here, on the handler's goroutine, so one
+// edge's publishes to a room are ordered as sent; only the wait for the
+// wal's fsync moves to a goroutine.
+func (r *Router) servePublish(from mesh.NodeID, f *peerFrame) {
+	room := string(f.Room)
+	req := PublishRequest{
+		Room: room,
+		From: string(f.Msg.From),
+		Key:  string(f.Msg.Key),
+		Data: bytes.Clone(f.Msg.Data), // the frame is the mesh's buffer
+	}
+	id := f.Req
+	p, dup, ack, err := r.publishLocal(req)
+	if err != nil || p == nil {
+		r.replyAck(from, room, id, ack, err)
+		return
+	}
+	r.spawn(func() {
+		select {
+		case <-p.done:
+			ack, err := p.result(dup)
+			r.replyAck(from, room, id, ack, err)
+		case <-r.ctx.Done():
+		}
+	})
+}
+
+// replyAck answers a forwarded publish.
+func (r *Router) replyAck(to mesh.NodeID, room string, req uint64, ack Ack, err error) {
+	var flags byte
+	if ack.Dup {
+		flags = flagDup
+	}
+	code := peerCodeOf(err)
+	if code == codeInternal {
+		r.logger.Warn().Err(err).Str("room", room).Str("peer", string(to)).Msg("forwarded publish failed")
+	}
+	r.reply(to, room, appendReply(nil, room, ack.Epoch, req, code, flags, ack.Seq, 0, ack.TS))
+}
+
+// serveInterest registers a peer's interest in a room homed here and
+// answers with the room's epoch, head and oldest retained seq. Messages
+// written after that head are pushed to the peer (some at or before it
+// may be pushed too; the peer ignores them).
+func (r *Router) serveInterest(from mesh.NodeID, f *peerFrame) {
+	room, token := string(f.Room), f.Req
+	r.spawn(func() {
+		epoch, head, first, err := r.addInterest(room, from, token)
+		r.reply(from, room, appendReply(nil, room, epoch, token, peerCodeOf(err), 0, head, first, 0))
+	})
+}
+
+func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch, head, first uint64, err error) {
+	for {
+		rm, err := r.room(name)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if first, err = r.log.First(rm.name, rm.epoch); err != nil {
+			return 0, 0, 0, fmt.Errorf("interest in room %q: first retained: %w", name, err)
+		}
+		rm.subsMu.Lock()
+		if rm.evicted.Load() {
+			rm.subsMu.Unlock()
+			continue
+		}
+		if rm.interest == nil {
+			rm.interest = make(map[mesh.NodeID]uint64)
+		}
+		rm.interest[peer] = token
+		head = rm.ring.Head()
+		rm.subsMu.Unlock()
+		rm.touch()
+		r.logger.Debug().Str("room", name).Str("peer", string(peer)).Uint64("epoch", rm.epoch).Msg("interest added")
+		return rm.epoch, head, first, nil
+	}
+}
+
+// serveDrop ends a peer's interest, if the token is still the current one.
+func (r *Router) serveDrop(from mesh.NodeID, f *peerFrame) {
+	r.mu.RLock()
+	rm := r.active[string(f.Room)]
+	r.mu.RUnlock()
+	if rm == nil {
+		return
+	}
+	rm.subsMu.Lock()
+	if tok, ok := rm.interest[from]; ok && tok == f.Req {
+		delete(rm.interest, from)
+	}
+	rm.subsMu.Unlock()
+	rm.touch()
+}
+
+// serveFetch answers a range request for a room homed here.
+func (r *Router) serveFetch(from mesh.NodeID, f *peerFrame) {
+	room, epoch, req := string(f.Room), f.Epoch, f.Req
+	mode, seq, limit := f.Mode, f.Seq, int(f.Limit)
+	r.spawn(func() {
+		rm, err := r.room(room)
+		if err != nil {
+			r.reply(from, room, fetchFailure(room, 0, req, peerCodeOf(err), 0))
+			return
+		}
+		head := rm.ring.Head()
+		if epoch != 0 && epoch != rm.epoch {
+			r.reply(from, room, fetchFailure(room, rm.epoch, req, codeEpoch, head))
+			return
+		}
+		first, err := r.log.First(rm.name, rm.epoch)
+		var msgs []*Message
+		if err == nil && limit > 0 {
+			q := HistoryQuery{Limit: limit}
+			switch mode {
+			case fetchAfter:
+				q.After = seq
+			case fetchBefore:
+				q.Before = seq
+			}
+			if mode == fetchAfter && seq == 0 {
+				msgs, err = r.readAfterLocal(rm, 0, head, limit)
+			} else {
+				msgs, err = r.historyOf(rm, q, head)
+			}
+		}
+		if err != nil {
+			r.reply(from, room, fetchFailure(room, rm.epoch, req, peerCodeOf(err), head))
+			return
+		}
+		if mode != fetchAfter {
+			// Keep the newest ones when the frame cannot hold them all.
+			for len(msgs) > 1 && fetchSize(msgs) > maxFetchReplyBytes {
+				msgs = msgs[1:]
+			}
+		}
+		frame, _ := appendFetchReply(nil, room, rm.epoch, req, codeOK, head, first, msgs, maxFetchReplyBytes)
+		r.reply(from, room, frame)
+	})
+}
+
+// fetchFailure is a fetch reply without messages.
+func fetchFailure(room string, epoch, req uint64, code peerCode, head uint64) []byte {
+	b, _ := appendFetchReply(nil, room, epoch, req, code, head, 0, nil, 0)
+	return b
+}
+
+// fetchSize bounds the encoded size of msgs in a fetch reply.
+func fetchSize(msgs []*Message) int {
+	n := 64
+	for _, m := range msgs {
+		n += msgFrameSize(m)
+	}
+	return n
+}
+
+// readAfterLocal returns up to limit messages of rm after seq, up to head,
+// from the ring or the wal.
+func (r *Router) readAfterLocal(rm *room, after, head uint64, limit int) ([]*Message, error) {
+	if after >= head {
+		return nil, nil
+	}
+	n := int(min(uint64(limit), head-after))
+	if msgs, ok := rm.ring.readRange(make([]*Message, 0, n), after+1, after+uint64(n)); ok {
+		return msgs, nil
+	}
+	recs, err := r.log.Read(rm.name, rm.epoch, after+1, n)
+	if err != nil {
+		return nil, fmt.Errorf("read room %q after seq %d: %w", rm.name, after, err)
+	}
+	for len(recs) > 0 && recs[len(recs)-1].Seq > head {
+		recs = recs[:len(recs)-1]
+	}
+	return messagesFromRecords(nil, recs), nil
+}

@@ -1,0 +1,95 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Defaults filled in by Open for zero Config fields.
+const (
+	DefaultMaxBatch      = 4096
+	DefaultMaxCount      = 100_000
+	DefaultMaxAge        = 7 * 24 * time.Hour
+	DefaultDedupWindow   = 10 * time.Minute
+	DefaultSweepInterval = time.Minute
+)
+
+// Retention bounds what the log keeps of each room. The sweeper deletes
+// the oldest messages beyond either bound, but always keeps the newest
+// message of a room's current epoch, so that the room's head (the last
+// seq handed out) survives a restart and seqs are never reused.
+type Retention struct {
+	// MaxCount is the number of messages kept per room, newest first,
+	// counted across the room's epochs; 0 means DefaultMaxCount.
+	MaxCount int
+	// MaxAge is how long a message is kept after its TS; 0 means
+	// DefaultMaxAge.
+	MaxAge time.Duration
+}
+
+// Config configures a Log.
+type Config struct {
+	// Dir is the data directory (required). It is created if missing.
+	Dir string
+	// FS is the filesystem; nil means the OS filesystem (with Pebble's disk
+	// health checks, which report stalled writes as warnings). Tests pass
+	// vfs.NewCrashableMem() or an errorfs wrapper.
+	FS vfs.FS
+	// Logger receives lifecycle and Pebble messages; the zero value logs
+	// nothing (a zero zerolog.Logger is disabled, like zerolog.Nop()).
+	Logger zerolog.Logger
+	// Registerer gets the log's metrics; nil means they are not registered.
+	Registerer prometheus.Registerer
+	// MaxBatch is the most records in one group commit; 0 means
+	// DefaultMaxBatch. It is also the capacity of the append queue.
+	MaxBatch int
+	// Retention bounds what is kept per room; zero fields take defaults.
+	Retention Retention
+	// DedupWindow is how long an idempotency key is remembered; 0 means
+	// DefaultDedupWindow.
+	DedupWindow time.Duration
+	// SweepInterval is how often retention runs; 0 means
+	// DefaultSweepInterval.
+	SweepInterval time.Duration
+	// Now is the clock used by retention and the dedup window; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// ErrInvalid is wrapped by errors about bad arguments or configuration.
+var ErrInvalid = errors.New("wal: invalid argument")
+
+// withDefaults validates cfg and fills its zero fields.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Dir == "" {
+		return cfg, fmt.Errorf("%w: Config.Dir is required", ErrInvalid)
+	}
+	if cfg.MaxBatch < 0 || cfg.Retention.MaxCount < 0 || cfg.Retention.MaxAge < 0 ||
+		cfg.DedupWindow < 0 || cfg.SweepInterval < 0 {
+		return cfg, fmt.Errorf("%w: negative Config value", ErrInvalid)
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Retention.MaxCount == 0 {
+		cfg.Retention.MaxCount = DefaultMaxCount
+	}
+	if cfg.Retention.MaxAge == 0 {
+		cfg.Retention.MaxAge = DefaultMaxAge
+	}
+	if cfg.DedupWindow == 0 {
+		cfg.DedupWindow = DefaultDedupWindow
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, nil
+}

@@ -1,0 +1,102 @@
+package wal
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+)
+
+// Pebble tuning for this workload: many small appends, each fsynced in a
+// group, read back mostly while still recent, deleted in prefixes by
+// retention.
+const (
+	// memTableSize is larger than Pebble's 4 MiB default so that recent
+	// messages (the catch-up reads) are served from memory and flushes,
+	// hence L0 files, are rarer.
+	memTableSize = 32 << 20
+	// blockCacheSize holds sstable blocks for history reads and recovery.
+	// Pebble charges memtables to the block cache (DB.newMemTable reserves
+	// their size in it), so it must exceed the memtables in use: with one
+	// mutable and one flushing memtable, 64 MiB is left for blocks. A cache
+	// no larger than the memtables caches nothing and makes every seek a
+	// disk read.
+	blockCacheSize = 128 << 20
+	// targetFileSize is the L0 sstable size, doubled per level. Larger
+	// files than Pebble's 2 MiB default keep the file count, and so the
+	// descriptors the table cache holds, low.
+	targetFileSize = 16 << 20
+	// maxOpenFiles caps the table cache. The process runs with a cap of
+	// 20,000 descriptors shared with client connections.
+	maxOpenFiles = 500
+)
+
+// pebbleOptions builds the Pebble options for cfg.
+func pebbleOptions(cfg Config, log zerolog.Logger) *pebble.Options {
+	pl := pebbleLogger{log: log}
+	opts := &pebble.Options{
+		FS:                          cfg.FS,
+		Logger:                      pl,
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: 4,
+		CacheSize:                   blockCacheSize,
+		MaxOpenFiles:                maxOpenFiles,
+		LBaseMaxBytes:               256 << 20,
+		// FormatNewest writes WAL sync offsets, which lets recovery tell a
+		// torn tail (expected after power loss) from corruption earlier in
+		// the log.
+		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			DiskSlow: func(info pebble.DiskSlowInfo) {
+				log.Warn().Str("path", info.Path).Dur("duration", info.Duration).Msg("disk slow")
+			},
+			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+				log.Warn().Str("reason", info.Reason).Msg("pebble write stall")
+			},
+			WriteStallEnd: func() {
+				log.Info().Msg("pebble write stall ended")
+			},
+			// Pebble's default calls Logger.Fatalf. The read that found
+			// the corruption returns an error anyway; one bad block should
+			// fail the reads that touch it, not end the node.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				log.Error().Err(info.Details).Str("path", info.Path).Msg("pebble data corruption")
+			},
+		},
+	}
+	opts.TargetFileSizes[0] = targetFileSize
+	return opts
+}
+
+// pebbleLogger routes Pebble's log lines to zerolog: informational ones at
+// Debug (Pebble is chatty about WAL recovery and file operations), errors at
+// Error.
+type pebbleLogger struct{ log zerolog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if e := p.log.Debug(); e.Enabled() {
+		e.Str("detail", fmt.Sprintf(format, args...)).Msg("pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	if e := p.log.Error(); e.Enabled() {
+		e.Str("detail", fmt.Sprintf(format, args...)).Msg("pebble error")
+	}
+}
+
+// Fatalf is called by Pebble when it cannot continue (a failed WAL write in
+// the commit pipeline, a corrupt sstable). Pebble's own logger exits the
+// process; this one panics with a pebbleFatal instead, which the committer
+// recovers from to fail the affected records and put the log in its failed
+// state. Anywhere else the panic ends the process, as Pebble intends.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.log.Error().Str("detail", msg).Msg("pebble fatal")
+	panic(pebbleFatal(msg))
+}
+
+// pebbleFatal is the panic value of pebbleLogger.Fatalf.
+type pebbleFatal string
+
+func (f pebbleFatal) Error() string { return string(f) }
