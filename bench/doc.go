@@ -20,7 +20,7 @@
 // the target stalls, a publisher that waited for it (its in-flight window
 // was full, or the connection was gone) sends late, and a harness that
 // measured from the actual send would record one slow message and then
-// fast ones, hiding the stall from every percentile above the median. A
+// fast ones, hiding the stall from every percentile but the highest. A
 // schedule does not slide, so each message delayed by the stall carries
 // the delay it really suffered, and the tail shows what a user sending at
 // that rate saw. It has the same effect as HdrHistogram's

@@ -112,8 +112,8 @@ type LatencySummary struct {
 	P999  float64 `json:"p99_9_ms"`
 	P9999 float64 `json:"p99_99_ms"`
 	Max   float64 `json:"max_ms"`
-	// Dist is the percentile curve for plots, from the median outwards,
-	// spaced evenly on the 1/(1-p) scale.
+	// Dist is the percentile curve for plots, from p0 (the minimum) to
+	// the maximum, spaced evenly on the logarithmic 1/(1-p) scale.
 	Dist []Point `json:"dist,omitempty"`
 }
 

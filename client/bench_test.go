@@ -3,7 +3,9 @@ package client_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -40,16 +42,20 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishParallel is many goroutines publishing on one client:
-// frames are batched on the way out and acks matched by id.
+// BenchmarkPublishParallel is many goroutines publishing on one client,
+// each to its own room (a connection's publishes to one room are acked in
+// order): frames are batched on the way out, acks matched by id, and the
+// node commits them in groups.
 func BenchmarkPublishParallel(b *testing.B) {
 	c := benchClient(b, benchNode(b), "alice")
 	data := json.RawMessage(`{"text":"hello, world","n":42}`)
+	var rooms atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
+		room := fmt.Sprintf("bench-%d", rooms.Add(1))
 		for pb.Next() {
-			if _, err := c.Publish(context.Background(), "bench", data, client.PublishOptions{}); err != nil {
+			if _, err := c.Publish(context.Background(), room, data, client.PublishOptions{}); err != nil {
 				b.Error(err)
 				return
 			}

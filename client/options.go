@@ -45,8 +45,9 @@ type Options struct {
 	// clients of a draining node do not all arrive at once.
 	ReconnectMin, ReconnectMax time.Duration
 	// KeepAlive is how long the connection may stay silent before the
-	// client sends a ping; a connection silent for twice as long is
-	// considered dead and replaced. 0 means 20s; negative disables it.
+	// client sends a ping; a connection silent for twice as long, or whose
+	// write blocks that long, is considered dead and replaced. 0 means
+	// 20s; negative disables it.
 	KeepAlive time.Duration
 	// RetryRateLimited makes Publish wait the server's retry_ms and try
 	// again when it is rate limited, instead of returning the error.

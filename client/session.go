@@ -286,7 +286,7 @@ func (s *session) writeLoop() {
 		for rest := out; len(rest) > 0; {
 			var msg []byte
 			msg, rest = nextBatch(rest, s.c.opts.MaxBatch)
-			if err := s.conn.Write(s.ctx, websocket.MessageText, msg); err != nil {
+			if err := s.write(msg); err != nil {
 				if s.ctx.Err() == nil {
 					s.log.Debug().Err(err).Msg("write failed")
 				}
@@ -301,6 +301,19 @@ func (s *session) writeLoop() {
 			spare = nil
 		}
 	}
+}
+
+// write writes one WebSocket message. With keep-alive on, a write may
+// take two keep-alive periods: a peer that reads nothing for that long is
+// as good as gone, and the failed write makes the client reconnect.
+func (s *session) write(msg []byte) error {
+	ka := s.c.opts.KeepAlive
+	if ka <= 0 {
+		return s.conn.Write(s.ctx, websocket.MessageText, msg)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 2*ka)
+	defer cancel()
+	return s.conn.Write(ctx, websocket.MessageText, msg)
 }
 
 // nextBatch splits off the longest run of whole frames of at most max

@@ -45,7 +45,8 @@ type session struct {
 	pubWG  sync.WaitGroup // in-flight publish goroutines
 
 	connectTimer *time.Timer
-	expiryMu     sync.Mutex // guards expiryTimer
+	isConnected  atomic.Bool // connect completed (read by the connect timer)
+	expiryMu     sync.Mutex  // guards expiryTimer
 	expiryTimer  *time.Timer
 
 	wake        chan struct{} // cap 1: the writer has work
@@ -88,7 +89,9 @@ func newSession(srv *Server, conn *websocket.Conn, header *auth.Principal, remot
 func (s *session) run() {
 	s.log.Debug().Msg("session open")
 	s.connectTimer = time.AfterFunc(s.srv.cfg.ConnectTimeout, func() {
-		s.fail(closePolicy, "connect timeout", true)
+		if !s.isConnected.Load() {
+			s.fail(closePolicy, "connect timeout", true)
+		}
 	})
 	go s.writeLoop()
 	s.readLoop()
@@ -184,6 +187,7 @@ func (s *session) goAway(reason string, edges []string) {
 // connected completes connect with principal p.
 func (s *session) connected(p *auth.Principal) {
 	s.principal = p
+	s.isConnected.Store(true)
 	s.connectTimer.Stop()
 	s.setExpiry(p.Expires)
 }

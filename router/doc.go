@@ -29,6 +29,32 @@
 // Rooms idle for a DedupWindow with no subscriber leave memory (their epoch
 // and head are kept, a few words) and come back on next use.
 //
+// # Several nodes
+//
+// With Config.Mesh set, every room has one home: the rendezvous-hash
+// winner among the live members of its home region (Placement, Home).
+// The home does all of the above for its rooms. On any other node:
+//
+//   - Publish forwards the request to the home (a peer frame, see
+//     peerframe.go) and returns the home's ack, durable there; dedup and
+//     sequencing stay on the home. An unreachable home is ErrUnavailable.
+//   - The first local Subscribe registers interest at the home and builds
+//     a replica: a local room whose ring the home's pushed messages fill,
+//     in seq order, so Subscription and Pull work unchanged. Gaps are
+//     detected by seq and fetched from the home; so are resume (Since),
+//     catch-ups behind the ring, History and Head. The last local
+//     Subscription's Close drops the interest.
+//   - Fan-out is direct: the home pushes each message once to every
+//     interested node (cross-region relaying is not done yet).
+//
+// When membership changes, only rooms whose home changed are touched: the
+// old room object ends (its subscribers get ErrRoomRestarted after
+// pulling what they have, and resume), and the new home starts the room
+// with a new epoch, since logs are not handed over yet (MembersChanged).
+//
+// Wiring: the mesh takes its Handler and OnChange at mesh.New, before the
+// router exists; MeshHooks bridges them.
+//
 // # Concurrency
 //
 // Every Router method is safe for concurrent use. Per room, sequencing is

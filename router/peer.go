@@ -71,11 +71,18 @@ func (t *callTable) add(req uint64, peer mesh.NodeID) *call {
 }
 
 // take removes and returns the call req, if still waiting.
-func (t *callTable) take(req uint64) *call {
+func (t *callTable) take(req uint64) *call { return t.takeFrom(req, "") }
+
+// takeFrom is take for a reply from peer: a call to another peer is left
+// waiting. Peer "" matches any.
+func (t *callTable) takeFrom(req uint64, peer mesh.NodeID) *call {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	c := t.m[req]
+	if c == nil || peer != "" && c.peer != peer {
+		return nil
+	}
 	delete(t.m, req)
-	t.mu.Unlock()
 	return c
 }
 
@@ -266,8 +273,8 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 	case peerMsg:
 		r.receiveMsg(from, &f)
 	case peerReply, peerFetchReply:
-		c := r.calls.take(f.Req)
-		if c == nil || c.peer != from {
+		c := r.calls.takeFrom(f.Req, from)
+		if c == nil {
 			return // timed out meanwhile, or not ours
 		}
 		res := callResult{f: f}

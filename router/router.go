@@ -15,7 +15,9 @@ import (
 )
 
 // Router holds the rooms homed on this node: it sequences their messages,
-// stores them in the wal, fans them out to subscriptions and serves history.
+// stores them in the wal, fans them out to subscriptions (and interested
+// nodes) and serves history; rooms homed elsewhere it reaches through the
+// mesh (see the package doc).
 // Its methods are safe for concurrent use.
 type Router struct {
 	cfg     Config
@@ -71,10 +73,10 @@ func New(cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("recover rooms: %w", err)
 	}
 	r := &Router{
-		cfg:     cfg,
-		log:     cfg.Log,
-		logger:  cfg.Logger.With().Str("component", "router").Str("node", cfg.NodeID).Logger(),
-		metrics: m,
+		cfg:      cfg,
+		log:      cfg.Log,
+		logger:   cfg.Logger.With().Str("component", "router").Str("node", cfg.NodeID).Logger(),
+		metrics:  m,
 		active:   make(map[string]*room),
 		dormant:  make(map[string]dormantRoom, len(states)),
 		replicas: make(map[string]*replica),

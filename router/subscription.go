@@ -154,9 +154,11 @@ func (s *Subscription) notify() bool {
 // Pull appends up to max messages after the cursor to buf, advances the
 // cursor and returns buf. It reads the room's ring, or the wal when the
 // cursor fell behind the ring (a catch-up, counted in
-// arena_router_catchups_total); it never waits for other subscribers or
-// publishers. It returns ErrTooSlow (from then on) if the messages after the
-// cursor left the wal's retention. If messages remain after the ones
+// arena_router_catchups_total), or for a room homed on another node
+// fetches them from the home (waiting up to PeerTimeout); it never waits
+// for other subscribers or publishers. It returns ErrTooSlow (from then on) if the messages after the
+// cursor left the wal's retention, and ErrRoomRestarted once it pulled
+// everything of a room that moved or restarted (see MembersChanged). If messages remain after the ones
 // returned, Notify is called again before Pull returns, so pulling once per
 // notification is enough. On a closed subscription Pull returns buf unchanged.
 //

@@ -34,6 +34,7 @@ type options struct {
 	placement router.Placement
 	ringSize  int
 	timeout   time.Duration
+	peerQueue int
 }
 
 // WithRegions puts node i in regions[i%len(regions)]. Default: one
@@ -48,6 +49,10 @@ func WithRingSize(n int) Option { return func(o *options) { o.ringSize = n } }
 
 // WithPeerTimeout sets every router's PeerTimeout.
 func WithPeerTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithPeerQueue sets every router's PeerQueue (tiny queues force fan-out
+// drops, which replicas must repair).
+func WithPeerQueue(n int) Option { return func(o *options) { o.peerQueue = n } }
 
 // Node is one member of a Cluster.
 type Node struct {
@@ -129,6 +134,7 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 		Mesh:        m,
 		Placement:   c.opts.placement,
 		PeerTimeout: c.opts.timeout,
+		PeerQueue:   c.opts.peerQueue,
 	})
 	if err != nil {
 		_ = m.Close()
