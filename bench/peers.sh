@@ -37,11 +37,11 @@ else
 	BENCH_CPU="${BENCH_CPU-}"
 fi
 
-FANOUT_ARGS="${FANOUT_ARGS:---subs 200 --rate 2000}"
+FANOUT_ARGS="${FANOUT_ARGS:---subs 100 --rate 1000}"
 ROOMS_ARGS="${ROOMS_ARGS:---rooms 50 --members 5 --rate 5}"
-DURABLE_ARGS="${DURABLE_ARGS:---rooms 10 --rate 5000}"
+DURABLE_ARGS="${DURABLE_ARGS:---rooms 10 --rate 2000}"
 CONNS_ARGS="${CONNS_ARGS:---conns 5000 --hold 3s}"
-RESUME_ARGS="${RESUME_ARGS:---clients 500 --rooms 5 --rate 100}"
+RESUME_ARGS="${RESUME_ARGS:---clients 500 --rooms 5 --rate 50}"
 
 work="$(mktemp -d)"
 nats_pid=""

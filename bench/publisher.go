@@ -61,7 +61,13 @@ func (p *publisher) send(ctx context.Context, n uint64, due int64) bool {
 	p.r.sent.Add(1)
 	p.conn.Publish(ctx, p.room, data, p.durable, func(pos protocol.Position, err error) {
 		if err != nil {
-			p.r.pubError(err)
+			if ctx.Err() != nil {
+				// The run gave up on it at the end of the drain: not a
+				// refusal, but never acknowledged either.
+				p.r.unacked.Add(1)
+			} else {
+				p.r.pubError(err)
+			}
 		} else {
 			if p.ack != nil && due >= p.measureFrom.Load() {
 				p.ack.Record(int(p.id), clock.Now()-due)

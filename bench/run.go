@@ -36,6 +36,7 @@ type run struct {
 	sent      atomic.Uint64 // publishes handed to the driver
 	acked     atomic.Uint64 // publishes the target acknowledged
 	pubErrors atomic.Uint64 // publishes that failed
+	unacked   atomic.Uint64 // publishes still unacknowledged when the run gave up on them
 	received  atomic.Uint64 // distinct expected deliveries
 	dups      atomic.Uint64 // duplicate deliveries
 	resets    atomic.Uint64 // Reset notices

@@ -245,6 +245,10 @@ func (t *traffic) publishFigures(res *Result, rates bool) {
 	if n := r.pubErrors.Load(); n > 0 {
 		res.Alarms = append(res.Alarms, fmt.Sprintf("PUBLISH FAILED %d times (first: %v)", n, r.firstPubError()))
 	}
+	if n := r.unacked.Load(); n > 0 {
+		res.add("publishes never acknowledged", float64(n), "", "zero")
+		res.Alarms = append(res.Alarms, fmt.Sprintf("UNACKNOWLEDGED %d publishes at the end of --drain %v", n, r.p.Drain.D()))
+	}
 	if n := r.resets.Load(); n > 0 {
 		res.add("resets", float64(n), "", "zero")
 		res.Alarms = append(res.Alarms, fmt.Sprintf("RESET %d subscriptions (their history was gone)", n))
