@@ -1,5 +1,6 @@
 # Arena — the two commands a fresh machine needs are `make run` and `make test`.
-# Go modules come through the module proxy on first use; nothing else is needed yet.
+# Go modules come through the module proxy on first use; Debian packages the
+# tests use (nats-server, the bench's peer system) are installed when missing.
 
 GO        ?= go
 PKGS      ?= ./...
@@ -7,7 +8,7 @@ FUZZTIME  ?= 4s
 RACE_TIMEOUT ?= 15m
 ARGS      ?=
 
-.PHONY: run build test vet race fuzz-smoke bench cover clean
+.PHONY: run build test deps vet race fuzz-smoke bench clean
 
 ## run: the embedded default — one node on 127.0.0.1:8080 with dev access and data in ./data
 run:
@@ -18,7 +19,14 @@ build:
 	$(GO) build -o bin/arena ./cmd/arena
 
 ## test: vet, every test under the race detector, then a short run of every fuzz target
-test: vet race fuzz-smoke
+test: deps vet race fuzz-smoke
+
+## deps: Debian packages the tests need, installed only when missing
+deps:
+	@command -v nats-server >/dev/null 2>&1 || { \
+		echo "installing nats-server (Debian) for the bench peer-driver test"; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nats-server >/dev/null; }
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }

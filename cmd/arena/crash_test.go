@@ -39,6 +39,7 @@ var arenaBinary = sync.OnceValues(func() (string, error) {
 type child struct {
 	cmd  *exec.Cmd
 	addr string // the client listener, host:port
+	mesh string // the mesh (gossip + QUIC) address, host:port
 	done chan struct{}
 }
 
@@ -60,7 +61,7 @@ func startServe(t *testing.T, args ...string) *child {
 		t.Fatal(err)
 	}
 	c := &child{cmd: cmd, done: make(chan struct{})}
-	addrc := make(chan string, 1)
+	addrc := make(chan [2]string, 1)
 	go func() {
 		// Read the JSON log lines until the process exits; the first
 		// "listening" line tells the bound client address.
@@ -70,10 +71,11 @@ func startServe(t *testing.T, args ...string) *child {
 			var line struct {
 				Message string `json:"message"`
 				Addr    string `json:"addr"`
+				Mesh    string `json:"mesh"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "listening" && line.Addr != "" {
 				select {
-				case addrc <- line.Addr:
+				case addrc <- [2]string{line.Addr, line.Mesh}:
 				default:
 				}
 			}
@@ -90,7 +92,8 @@ func startServe(t *testing.T, args ...string) *child {
 		<-c.done
 	})
 	select {
-	case c.addr = <-addrc:
+	case a := <-addrc:
+		c.addr, c.mesh = a[0], a[1]
 	case <-c.done:
 		t.Fatal("arena serve exited before listening")
 	case <-time.After(60 * time.Second):
@@ -133,7 +136,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // the seq its ack named.
 func TestCrashLosesNoAckedMessage(t *testing.T) {
 	data := t.TempDir()
-	args := []string{"--listen", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash"}
+	args := []string{"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash"}
 	node := startServe(t, args...)
 	token := mustToken(t, "crash-test-secret", "writer")
 

@@ -25,7 +25,7 @@ Usage:
   arena serve [flags]     run one node (arena serve -h for flags)
   arena token [flags]     print a signed client token (arena token -h)
   arena bench SCENARIO    run the load harness (arena bench -h)
-  arena dev               a local three-region mesh (not available in this build yet)
+  arena dev [flags]       a local mesh: three nodes in three emulated regions (eu, us, ap)
 
 Environment: every serve flag is also ARENA_<FLAG> (ARENA_TOKEN_SECRET, ...).
 `
@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		err = bench.Main(ctx, args[1:], stdout, stderr)
 	case "dev":
-		err = errors.New("arena dev needs the multi-node mesh, which this build does not include yet; use `arena serve --dev` (make run) for a single local node")
+		err = runDev(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

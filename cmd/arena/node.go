@@ -36,7 +36,8 @@ type node struct {
 	edge *edge.Server
 	srv  *http.Server
 
-	serveErr chan error
+	serveDone chan struct{} // closed when the HTTP server stops serving
+	serveErr  error         // why it stopped; read after serveDone
 }
 
 // nodeExtras are what `arena dev` adds to a node beyond its Config.
@@ -50,7 +51,7 @@ type nodeExtras struct {
 // (recovering every room), the router, the authenticator, the edge, and
 // last the HTTP server. On error everything started is stopped again.
 func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras nodeExtras) (_ *node, err error) {
-	n := &node{cfg: cfg, logger: logger, serveErr: make(chan error, 1)}
+	n := &node{cfg: cfg, logger: logger, serveDone: make(chan struct{})}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -166,7 +167,10 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	undo = append(undo, func() { n.edge.Close() })
 
 	n.srv = &http.Server{Handler: n.edge.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { n.serveErr <- n.srv.Serve(ln) }()
+	go func() {
+		n.serveErr = n.srv.Serve(ln)
+		close(n.serveDone)
+	}()
 	logger.Info().
 		Str("addr", ln.Addr().String()).
 		Str("mesh", n.mesh.Addr()).
@@ -240,8 +244,8 @@ func (n *node) stop(timeout time.Duration) error {
 		errs = append(errs, fmt.Errorf("close wal: %w", err))
 	}
 	select {
-	case err := <-n.serveErr:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+	case <-n.serveDone:
+		if err := n.serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, fmt.Errorf("serve clients: %w", err))
 		}
 	case <-ctx.Done():

@@ -26,9 +26,8 @@ func runServe(ctx context.Context, args, env []string, stderr io.Writer) error {
 	select {
 	case <-ctx.Done():
 		logger.Info().Msg("draining")
-	case err := <-n.serveErr:
-		logger.Error().Err(err).Msg("client listener failed")
-		n.serveErr <- err
+	case <-n.serveDone:
+		logger.Error().Err(n.serveErr).Msg("client listener failed")
 	}
 	err = n.stop(cfg.DrainTimeout)
 	logger.Info().Msg("stopped")
