@@ -83,12 +83,14 @@ type Config struct {
 	// PublishRate (at least 1).
 	PublishBurst int
 	// SendQueue bounds the control frames (replies, acks, errors) queued
-	// per connection; a connection whose queue overflows is closed with
-	// 4010. 0 means DefaultSendQueue.
+	// per connection: while it is full the connection's reader waits
+	// (back-pressure), and a client that stops reading is cut by
+	// WriteTimeout. Publish acks may exceed it by up to MaxInFlight. 0
+	// means DefaultSendQueue.
 	SendQueue int
-	// MaxInFlight bounds the publishes per connection waiting for the
-	// router; past it the connection's reader waits (back-pressure). 0
-	// means DefaultMaxInFlight.
+	// MaxInFlight bounds the publishes per connection sequenced but not
+	// yet durable (acked); past it the connection's reader waits
+	// (back-pressure). 0 means DefaultMaxInFlight.
 	MaxInFlight int
 	// AllowedOrigins are host patterns (path.Match syntax, or
 	// "scheme://host" patterns) of browser origins allowed to open a

@@ -20,12 +20,14 @@
 //
 // A publish is checked on the reader (permission, size, the user's rate
 // limit shared by all of the user's connections and the HTTP API) and
-// then runs router.Publish in a short-lived goroutine, so the reader goes
-// on with the next frame; at most Config.MaxInFlight publishes per session
-// are in flight, past which the reader waits (back-pressure through TCP).
-// Publishes of one room from one session reach the router in the order
-// they were sent. The ack is sent once the router returns, that is once
-// the message is durable.
+// handed to router.PublishAsync inline: it returns once the message is
+// sequenced (or queued in order to the room's home), so the reader goes
+// on with the next frame and a session's publishes to a room get seqs in
+// the order they were sent, pipelined into the same group commits. The
+// ack is queued by the router's done callback once the message is
+// durable; acks of different rooms may come in any order. At most
+// Config.MaxInFlight publishes per session are in flight, past which the
+// reader waits (back-pressure through TCP).
 //
 // Fan-out never queues messages per subscriber. Each subscription's
 // router.Sink.Notify only marks it dirty and wakes the writer (it runs on
@@ -38,8 +40,10 @@
 // precedes the messages of that subscription.
 //
 // The control-frame queue holds at most Config.SendQueue frames; when it
-// is full the producer (the reader, or a publish goroutine) waits for the
-// writer. Every write has a timeout (Config.WriteTimeout), so a peer that
+// is full the reader waits for the writer before queueing a reply or
+// starting a publish. Publish results never wait (they run on the
+// router's goroutines); each in-flight publish adds at most one, so the
+// queue holds at most SendQueue+MaxInFlight frames. Every write has a timeout (Config.WriteTimeout), so a peer that
 // stopped reading is eventually cut.
 //
 // # Choices where PROTOCOL.md is silent
@@ -63,7 +67,10 @@
 //   - More than 100 bad frames within 10 s close with 1008; more than
 //     1000 rate-limited publishes within 10 s close with 4008.
 //   - history with before=0 returns no messages; after=0 returns the
-//     oldest messages.
+//     oldest retained messages (from wherever retention made the room
+//     start, not necessarily seq 1).
+//   - A room whose home node cannot be reached gets unavailable (HTTP
+//     503) on pub, sub, history and SSE; the client may retry.
 //   - recv and read are accepted without a reply (receipts come later);
 //     presence answers unavailable for now.
 //   - SSE streams start with an "event: subscribed" event carrying the

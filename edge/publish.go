@@ -47,10 +47,9 @@ func (s *Server) history(ctx context.Context, room string, before, after *uint64
 	case before != nil:
 		q.Before = *before
 	case after != nil && *after == 0:
-		// router.HistoryQuery cannot say "after 0" (0 means unset); seqs
-		// start at 1, so "before limit+1" is the same first page, as long
-		// as retention has not removed the room's first messages.
-		q.Before = uint64(limit) + 1
+		// From the oldest retained message, which is not seq 1 once
+		// retention removed the room's first messages.
+		q.FromOldest = true
 	case after != nil:
 		q.After = *after
 	}
@@ -72,6 +71,9 @@ func (s *Server) routerError(err error) error {
 	switch {
 	case errors.As(err, &pe):
 		return pe
+	case errors.Is(err, router.ErrUnavailable):
+		// The room's home cannot be reached now (HTTP 503).
+		return protocol.Errorf(protocol.CodeUnavailable, "the room's home cannot be reached now; retry (with the same key)")
 	case errors.Is(err, router.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return protocol.Errorf(protocol.CodeUnavailable, "the room is not available now; retry (with the same key)")
 	default:

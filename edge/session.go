@@ -16,10 +16,11 @@ import (
 )
 
 // session is one WebSocket client connection. It has exactly two
-// long-lived goroutines: the reader (the HTTP handler goroutine, running
-// run) decodes and handles frames; the writer (writeLoop) writes batches
-// of control frames and messages. Publishes waiting for the router run in
-// short-lived goroutines, at most Config.MaxInFlight per session.
+// goroutines: the reader (the HTTP handler goroutine, running run)
+// decodes and handles frames; the writer (writeLoop) writes batches of
+// control frames and messages. Publishes are handed to the router by the
+// reader and answered by the router's done callbacks, at most
+// Config.MaxInFlight in flight per session.
 type session struct {
 	srv  *Server
 	conn *websocket.Conn
@@ -40,9 +41,9 @@ type session struct {
 	rateAbuse strikes // rate-limited publishes
 	readBuf   bytes.Buffer
 
-	chain  pubChain       // per-room publish order (reader-owned)
-	pubSem chan struct{}  // one token per in-flight publish
-	pubWG  sync.WaitGroup // in-flight publish goroutines
+	// pubSem holds one token per publish waiting for durability: taken
+	// by the reader, given back by the publish's done callback.
+	pubSem chan struct{}
 
 	connectTimer *time.Timer
 	isConnected  atomic.Bool // connect completed (read by the connect timer)
@@ -100,8 +101,9 @@ func (s *session) run() {
 	// handshake, then stop everything the session started.
 	s.fail(closeNormal, "", false)
 	<-s.writerDone
+	// Publishes still in flight finish on their own: their done
+	// callbacks find the session closing and drop the results.
 	s.cancel()
-	s.pubWG.Wait()
 	s.connectTimer.Stop()
 	s.stopExpiry()
 	for _, st := range s.subs {

@@ -139,14 +139,19 @@ func (s *session) handleUnsub(f *protocol.Frame) {
 	}
 }
 
-// handlePub checks a publish and hands it to the router without blocking
-// the reader: the router call runs in its own goroutine, at most
-// MaxInFlight per session; past that the reader waits (back-pressure on
-// the client's socket).
+// handlePub checks a publish and hands it to the router inline, on the
+// reader: router.PublishAsync returns once the message is sequenced (or
+// queued in order to the room's home), so the publishes of one room from
+// one session get seqs in the order the client sent them, and the reader
+// goes on with the next frame without waiting for durability. The ack
+// (or error) is queued by the router's done callback once the message is
+// durable; acks of different rooms may come in any order.
 //
-// Publishes of one room from one session reach the room in the order the
-// client sent them: each waits for the previous one of its room (see
-// pubChain). Publishes to different rooms run in parallel.
+// Back-pressure: at most MaxInFlight publishes per session wait for
+// durability, and a publish starts only when the control queue has room;
+// past either the reader waits, which pushes back on the client's socket.
+// Each in-flight publish adds at most one frame to the queue, so it holds
+// at most SendQueue+MaxInFlight frames.
 func (s *session) handlePub(f *protocol.Frame) {
 	req := router.PublishRequest{Room: f.Room, From: s.principal.User, Key: f.Key, Data: f.Data}
 	if err := s.srv.checkPublish(s.principal, req); err != nil {
@@ -158,85 +163,47 @@ func (s *session) handlePub(f *protocol.Frame) {
 		}
 		return
 	}
+	if !s.waitSpace() {
+		return
+	}
 	select {
 	case s.pubSem <- struct{}{}:
 	case <-s.done:
 		return
 	}
-	prev, next := s.chain.link(f.Room)
 	id := f.ID
-	s.pubWG.Add(1)
-	go func() {
-		defer s.pubWG.Done()
-		defer func() { <-s.pubSem }()
-		defer close(next)
-		if prev != nil {
-			select {
-			case <-prev:
-			case <-s.ctx.Done():
-				return
-			}
-		}
-		ack, err := s.srv.cfg.Router.Publish(s.ctx, req)
-		if err != nil && s.ctx.Err() != nil {
+	err := s.srv.cfg.Router.PublishAsync(s.ctx, req, func(ack router.Ack, err error) {
+		s.published(id, req.Room, ack, err)
+	})
+	if err != nil {
+		<-s.pubSem
+		if s.ctx.Err() != nil {
 			return // the session is gone; nobody to tell
 		}
-		if err != nil {
-			err = s.srv.routerError(err)
-			s.srv.m.published(false, err)
-			s.replyErr(id, err)
-			return
-		}
+		err = s.srv.routerError(err)
+		s.srv.m.published(false, err)
+		s.replyErr(id, err)
+	}
+}
+
+// published is the router's done callback of a publish of s: it queues
+// the ack (or the error) without waiting, then frees the publish's
+// in-flight slot. It runs on router, wal or mesh goroutines, or on the
+// reader for the duplicate of a durable message.
+func (s *session) published(id *int64, room string, ack router.Ack, err error) {
+	if err != nil {
+		err = s.srv.routerError(err)
+		s.srv.m.published(false, err)
+		e := protocol.ErrorFrame(id, err)
+		s.srv.m.errorSent(e.Code)
+		s.sendMode(e, queueNoWait)
+	} else {
 		s.srv.m.published(ack.Dup, nil)
 		if id != nil {
-			s.sendAck(id, req.Room, ack)
-		}
-	}()
-}
-
-// pubChain orders a session's publishes per room: link returns the done
-// channel of the room's previous publish (nil if none is pending) and the
-// channel the new one closes when done. It is reader-owned.
-//
-// The router's Publish returns only once the message is durable, and
-// offers no signal when it has been sequenced, so a publish waits for the
-// previous one of its room to be durable. Group commit still batches
-// across connections and rooms.
-type pubChain map[string]chan struct{}
-
-func (c *pubChain) link(room string) (prev, next chan struct{}) {
-	if *c == nil {
-		*c = make(pubChain)
-	}
-	m := *c
-	if len(m) >= 1024 {
-		m.prune()
-	}
-	prev = m[room]
-	if prev != nil && isClosed(prev) {
-		prev = nil
-	}
-	next = make(chan struct{})
-	m[room] = next
-	return prev, next
-}
-
-// prune drops the rooms whose last publish is done.
-func (c pubChain) prune() {
-	for room, ch := range c {
-		if isClosed(ch) {
-			delete(c, room)
+			s.sendAck(id, room, ack)
 		}
 	}
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
+	<-s.pubSem
 }
 
 func (s *session) handleHistory(f *protocol.Frame) {

@@ -90,29 +90,43 @@ func (s *session) wakeWriter() {
 	}
 }
 
+// queueMode says what enqueue does when the control queue is full or the
+// session is closing.
+type queueMode uint8
+
+const (
+	// queueWait waits while the queue is full (the reader: back-pressure
+	// on the client); the frame is dropped once the session is closing.
+	queueWait queueMode = iota
+	// queueNoWait never waits: for publish results, which run on router
+	// and wal goroutines that must not block. Their room is reserved by
+	// the reader before the publish (see handlePub), so the queue stays
+	// bounded. Dropped once the session is closing.
+	queueNoWait
+	// queueForced never waits and is kept even when the session is
+	// closing: the frame that comes right before a close.
+	queueForced
+)
+
 // sendJSON queues a control frame.
-func (s *session) sendJSON(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		s.log.Error().Err(err).Msg("encode frame")
-		return
-	}
-	s.enqueue(b, false)
-}
+func (s *session) sendJSON(v any) { s.sendMode(v, queueWait) }
 
 // sendForced queues a control frame even when the queue is full (the
 // frame that comes right before a close).
-func (s *session) sendForced(v any) {
+func (s *session) sendForced(v any) { s.sendMode(v, queueForced) }
+
+func (s *session) sendMode(v any, mode queueMode) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		s.log.Error().Err(err).Msg("encode frame")
 		return
 	}
-	s.enqueue(b, true)
+	s.enqueue(b, mode)
 }
 
 // sendAck queues the ack of a publish, encoded by hand: it is the most
-// frequent control frame. Room names need no JSON escaping.
+// frequent control frame. Room names need no JSON escaping. It never
+// waits (it runs in the router's done callback).
 func (s *session) sendAck(id *int64, room string, ack router.Ack) {
 	var a [160]byte
 	b := append(a[:0], `{"op":"ack","id":`...)
@@ -129,21 +143,21 @@ func (s *session) sendAck(id *int64, room string, ack router.Ack) {
 		b = append(b, `,"dup":true`...)
 	}
 	b = append(b, '}')
-	s.enqueue(b, false)
+	s.enqueue(b, queueNoWait)
 }
 
 // enqueue appends frame to the control queue. When the queue is full
-// (SendQueue frames) the caller waits until the writer takes them: the
-// reader then stops reading, which pushes back on the client through
-// TCP, and a client that stops reading altogether is cut by the write
-// timeout. force skips the bound (the last frame before a close). Frames
-// queued after the session started closing are dropped.
-func (s *session) enqueue(frame []byte, force bool) {
+// (SendQueue frames) a queueWait caller waits until the writer takes
+// them: the reader then stops reading, which pushes back on the client
+// through TCP, and a client that stops reading altogether is cut by the
+// write timeout. Frames queued after the session started closing are
+// dropped, except queueForced ones.
+func (s *session) enqueue(frame []byte, mode queueMode) {
 	s.mu.Lock()
-	for !force && !s.closing && s.ctrlCount >= s.srv.cfg.SendQueue {
+	for mode == queueWait && !s.closing && s.ctrlCount >= s.srv.cfg.SendQueue {
 		s.space.Wait()
 	}
-	if s.closing && !force {
+	if s.closing && mode != queueForced {
 		s.mu.Unlock()
 		return
 	}
@@ -155,6 +169,19 @@ func (s *session) enqueue(frame []byte, force bool) {
 	s.mu.Unlock()
 	s.srv.m.sendQueued.Inc()
 	s.wakeWriter()
+}
+
+// waitSpace waits, like a queueWait enqueue, until the control queue has
+// room for one more frame, and reports false if the session is closing.
+// The reader calls it before a publish, whose result is later queued
+// without waiting.
+func (s *session) waitSpace() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !s.closing && s.ctrlCount >= s.srv.cfg.SendQueue {
+		s.space.Wait()
+	}
+	return !s.closing
 }
 
 // takeWork swaps out the queued control frames and the dirty

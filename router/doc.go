@@ -20,6 +20,14 @@
 // So subscribers never see a message that kill -9 can lose, and the
 // publisher is acked only once the message is on disk.
 //
+// PublishAsync splits the two points a publisher cares about: it returns
+// once the message is sequenced (queued to the wal under the room lock,
+// or, for a room homed elsewhere, once the forward frame is queued in
+// order to the home), and calls its done function when the message is
+// durable. A connection can so pipeline its publishes to a room, which
+// keep their send order, instead of waiting for one fsync per message.
+// Publish is PublishAsync waiting for done.
+//
 // Subscriptions are cursors, not queues: a Subscription remembers the last
 // seq pulled, and Pull copies message pointers from the ring, or reads the
 // wal when the cursor has fallen behind the ring (a catch-up). A subscriber
@@ -37,7 +45,9 @@
 //
 //   - Publish forwards the request to the home (a peer frame, see
 //     peerframe.go) and returns the home's ack, durable there; dedup and
-//     sequencing stay on the home. An unreachable home is ErrUnavailable.
+//     sequencing stay on the home, which sequences the frames of a room
+//     in arrival order (the mesh keeps one sender's frames of a room in
+//     send order). An unreachable home is ErrUnavailable.
 //   - The first local Subscribe registers interest at the home and builds
 //     a replica: a local room whose ring the home's pushed messages fill,
 //     in seq order, so Subscription and Pull work unchanged. Gaps are
@@ -61,7 +71,9 @@
 // serialized by the room's lock; rooms never wait on each other. The ring
 // and the subscriber list have their own locks, which the wal callbacks take
 // (never the room lock: a publisher may hold it while wal.Append waits for
-// queue space). Sink.Notify runs on the publish path and must not block.
+// queue space). Sink.Notify runs on the publish path and must not block;
+// neither may PublishAsync's done, which runs on the wal's or the mesh's
+// goroutines.
 // A Subscription's Pull must be called by one goroutine at a time; Close,
 // Position and Room by any. Messages are shared and immutable.
 //

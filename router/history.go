@@ -20,6 +20,11 @@ type HistoryQuery struct {
 	// Neither: the newest Limit messages. Before is ignored when After is
 	// set (the caller validates that at most one is).
 	Before, After uint64
+	// FromOldest asks for the oldest Limit messages still retained (what
+	// a client's "after 0" means: After cannot say it, 0 being unset),
+	// wherever retention made the room start. Before and After are then
+	// ignored. False: Before and After apply.
+	FromOldest bool
 	// Limit is 1..MaxHistoryLimit; 0 (or less) means DefaultHistoryLimit,
 	// more than MaxHistoryLimit means MaxHistoryLimit.
 	Limit int
@@ -49,6 +54,9 @@ func (r *Router) History(ctx context.Context, room string, q HistoryQuery) (epoc
 // historyOf answers q for rm, a room homed here, consistently with head.
 func (r *Router) historyOf(rm *room, q HistoryQuery, head uint64) ([]*Message, error) {
 	limit := clampLimit(q.Limit)
+	if q.FromOldest {
+		return r.readAfterLocal(rm, 0, head, limit)
+	}
 	from, to, ok := historyRange(q, uint64(limit), head)
 	if !ok {
 		return nil, nil

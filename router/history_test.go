@@ -2,6 +2,7 @@ package router
 
 import (
 	"testing"
+	"time"
 
 	"github.com/arena-mesh/arena/wal"
 )
@@ -30,6 +31,9 @@ func TestHistory(t *testing.T) {
 		{name: "before the first", q: HistoryQuery{Before: 1, Limit: 10}, from: 1, to: 0},
 		{name: "before beyond the head", q: HistoryQuery{Before: 100, Limit: 4}, from: 27, to: 30},
 		{name: "limit capped", q: HistoryQuery{Limit: 5000}, from: 1, to: 30},
+		{name: "from oldest", q: HistoryQuery{FromOldest: true, Limit: 5}, from: 1, to: 5},
+		{name: "from oldest, all", q: HistoryQuery{FromOldest: true, Limit: 100}, from: 1, to: 30},
+		{name: "from oldest wins over after and before", q: HistoryQuery{FromOldest: true, After: 20, Before: 25, Limit: 2}, from: 1, to: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +76,42 @@ func TestHistoryRange(t *testing.T) {
 			if ok != tt.ok || (ok && (from != tt.from || to != tt.to)) {
 				t.Fatalf("historyRange = %d, %d, %v; want %d, %d, %v", from, to, ok, tt.from, tt.to, tt.ok)
 			}
+		})
+	}
+}
+
+// TestHistoryFromOldestAfterRetention: once retention dropped a room's
+// first messages, FromOldest starts at the oldest retained one, not at
+// seq 1 (a query for seqs 1..limit would find nothing).
+func TestHistoryFromOldestAfterRetention(t *testing.T) {
+	const n, keep = 60, 20
+	e := newEnv(t, func(w *wal.Config, c *Config) {
+		c.RingSize = 8
+		w.Retention.MaxCount = keep
+		w.SweepInterval = 5 * time.Millisecond
+	})
+	e.publishN("old", n)
+	head, _ := e.r.Head("old")
+	waitFor(t, "retention sweep", func() bool {
+		first, err := e.log.First("old", head.Epoch)
+		return err == nil && first == n-keep+1
+	})
+	tests := []struct {
+		name     string
+		q        HistoryQuery
+		from, to uint64
+	}{
+		{name: "first page", q: HistoryQuery{FromOldest: true, Limit: 5}, from: n - keep + 1, to: n - keep + 5},
+		{name: "everything retained", q: HistoryQuery{FromOldest: true, Limit: 1000}, from: n - keep + 1, to: n},
+		{name: "default limit", q: HistoryQuery{FromOldest: true}, from: n - keep + 1, to: n},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			epoch, msgs, err := e.r.History(t.Context(), "old", tt.q)
+			if err != nil || epoch != head.Epoch {
+				t.Fatalf("history: epoch %d, %v", epoch, err)
+			}
+			checkSeqs(t, msgs, head.Epoch, tt.from, tt.to)
 		})
 	}
 }

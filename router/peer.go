@@ -48,26 +48,67 @@ type callResult struct {
 	err  error      // ErrUnavailable, ErrClosed: no answer
 }
 
-// call is one request waiting for its reply.
+// call is one request waiting for its reply: a caller blocked on ch, or
+// (async) a function run with the reply and a timer that fails the call
+// when no reply comes in time.
 type call struct {
-	peer mesh.NodeID
-	ch   chan callResult // buffered 1: delivered at most once
+	peer  mesh.NodeID
+	ch    chan callResult  // buffered 1: delivered at most once; nil for async
+	fn    func(callResult) // async: run once with the result, must not block
+	timer *time.Timer      // async: fails the call; set under callTable.mu
+}
+
+// deliver hands res to the call's waiter. The caller has taken the call
+// out of the table, so this runs at most once.
+func (c *call) deliver(res callResult) {
+	if c.fn == nil {
+		c.ch <- res
+		return
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.fn(res)
 }
 
 // callTable holds the requests waiting for replies, by request id.
 type callTable struct {
-	mu sync.Mutex // guards m
-	m  map[uint64]*call
+	mu     sync.Mutex // guards m, closed and every call's timer
+	m      map[uint64]*call
+	closed bool // failAll ran: no call is added any more
 }
 
 func (t *callTable) init() { t.m = make(map[uint64]*call) }
 
+// add registers a blocking call; it returns nil once the table is closed.
 func (t *callTable) add(req uint64, peer mesh.NodeID) *call {
 	c := &call{peer: peer, ch: make(chan callResult, 1)}
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
 	t.m[req] = c
-	t.mu.Unlock()
 	return c
+}
+
+// addAsync registers a call whose result goes to fn: the reply, or after
+// timeout the error expired returns. It reports false once the table is
+// closed (fn will not run).
+func (t *callTable) addAsync(req uint64, peer mesh.NodeID, timeout time.Duration, fn func(callResult), expired func() error) bool {
+	c := &call{peer: peer, fn: fn}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.m[req] = c
+	c.timer = time.AfterFunc(timeout, func() {
+		if c := t.take(req); c != nil {
+			c.deliver(callResult{err: expired()})
+		}
+	})
+	return true
 }
 
 // take removes and returns the call req, if still waiting.
@@ -88,17 +129,30 @@ func (t *callTable) takeFrom(req uint64, peer mesh.NodeID) *call {
 
 // failPeers fails the calls to peers for which gone is true.
 func (t *callTable) failPeers(gone func(mesh.NodeID) bool, err error) {
+	t.fail(gone, err, false)
+}
+
+// failAll fails every call and closes the table (Close).
+func (t *callTable) failAll(err error) {
+	t.fail(func(mesh.NodeID) bool { return true }, err, true)
+}
+
+func (t *callTable) fail(gone func(mesh.NodeID) bool, err error, closeTable bool) {
+	var failed []*call
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.closed = t.closed || closeTable
 	for req, c := range t.m {
 		if gone(c.peer) {
 			delete(t.m, req)
-			c.ch <- callResult{err: err}
+			failed = append(failed, c)
 		}
 	}
+	t.mu.Unlock()
+	// Outside the lock: async results run the callers' functions.
+	for _, c := range failed {
+		c.deliver(callResult{err: err})
+	}
 }
-
-func (t *callTable) failAll(err error) { t.failPeers(func(mesh.NodeID) bool { return true }, err) }
 
 // call sends frame (request req, key room) to peer and waits for its
 // reply, at most PeerTimeout. A reply with a code other than OK is
@@ -106,6 +160,9 @@ func (t *callTable) failAll(err error) { t.failPeers(func(mesh.NodeID) bool { re
 // ErrClosed, or ctx's).
 func (r *Router) call(ctx context.Context, peer mesh.NodeID, room string, req uint64, frame []byte) (callResult, error) {
 	c := r.calls.add(req, peer)
+	if c == nil {
+		return callResult{}, ErrClosed
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PeerTimeout)
 	defer cancel()
 	if err := r.mesh.Send(ctx, peer, room, frame); err != nil {
@@ -282,7 +339,7 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 			res.msgs = messagesFromEntries(string(f.Room), f.Epoch, f.Msgs)
 		}
 		res.f.Room, res.f.Msgs, res.f.Msg = nil, nil, peerMsgEntry{}
-		c.ch <- res
+		c.deliver(res)
 	}
 }
 

@@ -36,8 +36,10 @@ import (
 //	     home -> interested edge: a written message of epoch.
 //	0x06 fetch       req:uvarint mode:byte seq:uvarint limit:uvarint
 //	     edge -> home: messages of epoch (0: current) after seq
-//	     (mode 0), the newest limit before seq (mode 1) or the
-//	     newest limit (mode 2); limit 0 asks only for head and oldest.
+//	     (mode 0; seq 0: from the oldest retained, which retention
+//	     may have moved past seq 1), the newest limit before seq
+//	     (mode 1) or the newest limit (mode 2); limit 0 asks only for
+//	     head and oldest.
 //	0x07 fetchReply  req:uvarint code:byte head:uvarint first:uvarint
 //	                 n:uvarint n*(seq:uvarint ts:varint from:str key:str data:str)
 //	     home -> edge: header epoch = the home's epoch; messages

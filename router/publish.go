@@ -25,6 +25,12 @@ type Ack struct {
 	Dup        bool  // the key was already used: this is the original's position, nothing was published
 }
 
+// DoneFunc receives the outcome of a PublishAsync: the Ack once the message
+// is durable, or why it failed. It runs on a router, wal or mesh goroutine
+// (or on the caller's, before PublishAsync returns, for the duplicate of a
+// durable message); it must not block and must not call the Router.
+type DoneFunc func(Ack, error)
+
 // errEvicted: the room left memory under the caller; look it up again.
 var errEvicted = errors.New("room evicted")
 
@@ -34,8 +40,13 @@ type publication struct {
 	rm   *room
 	msg  *Message
 	rec  wal.Record
-	done chan struct{} // closed once durable (or failed)
-	err  error         // why it failed; written before done is closed
+	done DoneFunc // the publisher's; called once durable (or failed)
+
+	// Guarded by rm.pendMu, and only used for keyed publications (only
+	// those can have duplicates waiting).
+	finished bool       // durable ran; err is set
+	waiters  []DoneFunc // duplicates of the key waiting for durable
+	err      error      // why it failed; set before finished (and before done runs)
 }
 
 // written is the wal's written callback: fan out.
@@ -45,69 +56,32 @@ func (p *publication) written() { p.rm.written(p.msg) }
 // duplicate waiting on the same key.
 func (p *publication) durable(err error) {
 	rm := p.rm
-	p.err = err
-	if key := p.msg.Key; key != "" && err == nil {
+	var waiters []DoneFunc
+	if key := p.msg.Key; key != "" {
+		rm.pendMu.Lock()
+		p.err, p.finished = err, true
 		// A failed publication stays pending so that the next publish
 		// with its key (under the room lock) forgets it and publishes anew.
-		rm.pendMu.Lock()
-		if rm.pending[key] == p {
+		if err == nil && rm.pending[key] == p {
 			delete(rm.pending, key)
 		}
+		waiters, p.waiters = p.waiters, nil
 		rm.pendMu.Unlock()
+	} else {
+		p.err = err
 	}
-	close(p.done)
 	rm.inflight.Add(-1)
-}
-
-// ack is the publisher's answer once done is closed.
-func (p *publication) ack(dup bool) Ack {
-	return Ack{Epoch: p.msg.Epoch, Seq: p.msg.Seq, TS: p.msg.TS, Dup: dup}
-}
-
-// Publish sequences, stores and fans out the message and returns once it is
-// durable (fsynced). If ctx ends first it returns ctx.Err(): the message may
-// still be published, and a retry with the same key is safe. A key already
-// used in the room within the DedupWindow returns the original's position
-// with Dup set and publishes nothing; if the original is still in flight,
-// Publish waits for it to be durable.
-func (r *Router) Publish(ctx context.Context, req PublishRequest) (Ack, error) {
-	if err := ctx.Err(); err != nil {
-		return Ack{}, err
-	}
-	if home := r.homeOf(req.Room); home != "" {
-		return r.forwardPublish(ctx, home, req)
-	}
-	p, dup, ack, err := r.publishLocal(req)
-	if err != nil || p == nil {
-		return ack, err
-	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return Ack{}, ctx.Err()
-	}
-	return p.result(dup)
-}
-
-// publishLocal is the part of Publish on the room's home that does not
-// wait for durability: it returns the publication to wait for (dup: it is
-// the in-flight original of req.Key), or with p nil the ack of a durable
-// duplicate.
-func (r *Router) publishLocal(req PublishRequest) (p *publication, dup bool, ack Ack, err error) {
-	for {
-		rm, err := r.room(req.Room)
-		if err != nil {
-			return nil, false, Ack{}, err
+	ack, err := p.result(false)
+	p.done(ack, err)
+	if len(waiters) > 0 {
+		ack.Dup = err == nil
+		for _, w := range waiters {
+			w(ack, err)
 		}
-		p, dup, ack, err := rm.publish(req)
-		if errors.Is(err, errEvicted) {
-			continue
-		}
-		return p, dup, ack, err
 	}
 }
 
-// result is the publisher's answer once p.done is closed.
+// result is the publisher's answer once durable has run.
 func (p *publication) result(dup bool) (Ack, error) {
 	if p.err != nil {
 		if errors.Is(p.err, wal.ErrClosed) {
@@ -115,35 +89,112 @@ func (p *publication) result(dup bool) (Ack, error) {
 		}
 		return Ack{}, fmt.Errorf("store room %q seq %d: %w", p.msg.Room, p.msg.Seq, p.err)
 	}
-	return p.ack(dup), nil
+	return Ack{Epoch: p.msg.Epoch, Seq: p.msg.Seq, TS: p.msg.TS, Dup: dup}, nil
 }
 
-// publish runs the room's part of Publish under its lock. It returns the
-// publication to wait for (dup: it is the in-flight original of req.Key), or
-// with p nil the ack of a durable duplicate.
-func (rm *room) publish(req PublishRequest) (p *publication, dup bool, ack Ack, err error) {
+// Publish sequences, stores and fans out the message and returns once it is
+// durable (fsynced). If ctx ends first it returns ctx.Err(): the message may
+// still be published, and a retry with the same key is safe. A key already
+// used in the room within the DedupWindow returns the original's position
+// with Dup set and publishes nothing; if the original is still in flight,
+// Publish waits for it to be durable. It is PublishAsync waiting for done.
+func (r *Router) Publish(ctx context.Context, req PublishRequest) (Ack, error) {
+	type result struct {
+		ack Ack
+		err error
+	}
+	ch := make(chan result, 1)
+	err := r.PublishAsync(ctx, req, func(ack Ack, err error) { ch <- result{ack, err} })
+	if err != nil {
+		return Ack{}, err
+	}
+	select {
+	case res := <-ch:
+		return res.ack, res.err
+	case <-ctx.Done():
+		return Ack{}, ctx.Err()
+	}
+}
+
+// PublishAsync is Publish without the wait for durability: it returns once
+// the message has its place in the room's order, and done receives the
+// outcome later. Messages published by one goroutine to one room, one
+// PublishAsync after the other, get increasing seqs in call order, so a
+// connection may pipeline its publishes and still keep their order.
+//
+//   - On the room's home, PublishAsync returns once the message is
+//     sequenced and queued to the wal (waiting only while the wal's queue
+//     is full); done runs when it is fsynced.
+//   - For a room homed on another node, it returns once the forward
+//     frame is queued to the home (waiting while the link's credit is
+//     used up, at most PeerTimeout and until ctx ends); the home
+//     sequences forwarded frames in arrival order, which is send order.
+//     done gets the home's ack, or ErrUnavailable if none comes within
+//     PeerTimeout.
+//
+// If PublishAsync returns an error, done is never called (the message was
+// not published, except after a context error on a forward, where the
+// home may still get it: a retry with the same key is safe). Otherwise
+// done is called exactly once: with the Ack (Dup set for a key already
+// used in the DedupWindow; for an original still in flight, once it is
+// durable), or with the error that prevented durability (ErrClosed,
+// ErrUnavailable, or a wal failure). ctx bounds only the call itself, not
+// the wait for done. See DoneFunc for what done may do.
+func (r *Router) PublishAsync(ctx context.Context, req PublishRequest, done DoneFunc) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if home := r.homeOf(req.Room); home != "" {
+		return r.forwardPublish(ctx, home, req, done)
+	}
+	return r.publishLocal(req, done)
+}
+
+// publishLocal is PublishAsync on the room's home.
+func (r *Router) publishLocal(req PublishRequest, done DoneFunc) error {
+	for {
+		rm, err := r.room(req.Room)
+		if err != nil {
+			return err
+		}
+		ack, now, err := rm.publish(req, done)
+		if errors.Is(err, errEvicted) {
+			continue
+		}
+		if err == nil && now {
+			done(ack, nil) // outside the room's locks
+		}
+		return err
+	}
+}
+
+// publish runs the room's part of a publish under its lock. On success
+// done is registered to run once the message (or the in-flight original of
+// its key) is durable, unless now is set: then req is the duplicate of a
+// durable message whose Ack is ack, and the caller calls done itself.
+func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, err error) {
 	r := rm.r
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if rm.evicted.Load() {
-		return nil, false, Ack{}, errEvicted
+		return Ack{}, false, errEvicted
 	}
 	if r.closed.Load() {
-		return nil, false, Ack{}, ErrClosed
+		return Ack{}, false, ErrClosed
 	}
-	now := r.cfg.Now()
-	rm.lastActive.Store(now.UnixNano())
+	t := r.cfg.Now()
+	rm.lastActive.Store(t.UnixNano())
 
 	if req.Key != "" {
-		if p := rm.pendingLocked(req.Key); p != nil {
+		if rm.waitPending(req.Key, done) {
 			r.metrics.duplicates.Inc()
-			return p, true, Ack{}, nil
+			return Ack{}, false, nil
 		}
-		o, st := rm.seq.check(req.Key, now)
+		o, st := rm.seq.check(req.Key, t)
 		if st == keyUnknown {
 			e, found, err := r.log.LookupKey(rm.name, req.Key)
 			if err != nil {
-				return nil, false, Ack{}, fmt.Errorf("look up key in room %q: %w", rm.name, err)
+				return Ack{}, false, fmt.Errorf("look up key in room %q: %w", rm.name, err)
 			}
 			if found {
 				o, st = origin{Epoch: e.Epoch, Seq: e.Seq, TS: e.TS}, keyDup
@@ -151,12 +202,12 @@ func (rm *room) publish(req PublishRequest) (p *publication, dup bool, ack Ack, 
 		}
 		if st == keyDup {
 			r.metrics.duplicates.Inc()
-			return nil, false, Ack{Epoch: o.Epoch, Seq: o.Seq, TS: o.TS, Dup: true}, nil
+			return Ack{Epoch: o.Epoch, Seq: o.Seq, TS: o.TS, Dup: true}, true, nil
 		}
 	}
 
-	o := rm.seq.next(req.Key, now)
-	p = &publication{
+	o := rm.seq.next(req.Key, t)
+	p := &publication{
 		rm: rm,
 		msg: &Message{
 			Room: rm.name, Epoch: o.Epoch, Seq: o.Seq, TS: o.TS,
@@ -166,7 +217,7 @@ func (rm *room) publish(req PublishRequest) (p *publication, dup bool, ack Ack, 
 			Room: rm.name, Epoch: o.Epoch, Seq: o.Seq, TS: o.TS,
 			From: req.From, Key: req.Key, Data: req.Data,
 		},
-		done: make(chan struct{}),
+		done: done,
 	}
 	if req.Key != "" {
 		rm.pendMu.Lock()
@@ -187,32 +238,35 @@ func (rm *room) publish(req PublishRequest) (p *publication, dup bool, ack Ack, 
 			rm.pendMu.Unlock()
 		}
 		if errors.Is(err, wal.ErrClosed) {
-			return nil, false, Ack{}, ErrClosed
+			return Ack{}, false, ErrClosed
 		}
-		return nil, false, Ack{}, fmt.Errorf("append room %q seq %d: %w", rm.name, o.Seq, err)
+		return Ack{}, false, fmt.Errorf("append room %q seq %d: %w", rm.name, o.Seq, err)
 	}
 	r.metrics.publishes.Inc()
-	return p, false, Ack{}, nil
+	return Ack{}, false, nil
 }
 
-// pendingLocked returns the in-flight publication of key, if any. A failed
-// one is dropped (with its key) so that the caller publishes anew.
-func (rm *room) pendingLocked(key string) *publication {
+// waitPending registers done as a waiter on the in-flight publication of
+// key and reports true, if there is one. A publication that is durable
+// already is not waited for (false: the sequencer's window answers); a
+// failed one is dropped (with its key) so that the caller publishes anew.
+// The caller holds rm.mu.
+func (rm *room) waitPending(key string, done DoneFunc) bool {
 	rm.pendMu.Lock()
 	defer rm.pendMu.Unlock()
 	p := rm.pending[key]
-	if p == nil {
-		return nil
-	}
-	select {
-	case <-p.done:
-		if p.err == nil {
-			return p // durable; durable() is about to drop it
-		}
+	switch {
+	case p == nil:
+		return false
+	case !p.finished:
+		p.waiters = append(p.waiters, done)
+		return true
+	case p.err == nil:
+		// Durable, and durable() dropped it: the sequencer knows the key.
+		return false
+	default:
 		delete(rm.pending, key)
 		rm.seq.forget(key, p.msg.Seq)
-		return nil
-	default:
-		return p
+		return false
 	}
 }

@@ -2,14 +2,19 @@ package router
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/arena-mesh/arena/mesh"
 )
 
-// forwardPublish sends req to the room's home and returns the home's ack
-// (durable there). Dedup and sequencing happen on the home.
-func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req PublishRequest) (Ack, error) {
+// forwardPublish is PublishAsync for a room homed on home: it queues req
+// to the home (key = room, so the home sequences one caller's frames in
+// send order) and returns; done gets the home's ack, durable there, or
+// ErrUnavailable when none comes within PeerTimeout. Dedup and sequencing
+// happen on the home.
+func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req PublishRequest, done DoneFunc) error {
 	var epoch uint64 // our view of the room's epoch, if we mirror it
 	r.mu.RLock()
 	if rep := r.replicas[req.Room]; rep != nil && rep.rm != nil {
@@ -19,15 +24,41 @@ func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req Publi
 	id := r.nextReq.Add(1)
 	size := 16 + 4*10 + len(req.Room) + len(req.From) + len(req.Key) + len(req.Data)
 	frame := appendPublish(make([]byte, 0, size), req.Room, epoch, id, req.From, req.Key, req.Data)
-	res, err := r.call(ctx, home, req.Room, id, frame)
-	if err != nil {
-		return Ack{}, err
+	onReply := func(res callResult) {
+		if res.err == nil {
+			res.err = codeError(home, res.f.Code)
+		}
+		if res.err != nil {
+			done(Ack{}, res.err)
+			return
+		}
+		r.metrics.forwarded.Inc()
+		done(Ack{Epoch: res.f.Epoch, Seq: res.f.Seq, TS: res.f.TS, Dup: res.f.Flags&flagDup != 0}, nil)
 	}
-	if err := codeError(home, res.f.Code); err != nil {
-		return Ack{}, err
+	expired := func() error { return fmt.Errorf("%w: %s did not answer", ErrUnavailable, home) }
+	// Registered before the frame leaves, so that the reply finds it; the
+	// timer also bounds the wait for the link's credit below.
+	if !r.calls.addAsync(id, home, r.cfg.PeerTimeout, onReply, expired) {
+		return ErrClosed
 	}
-	r.metrics.forwarded.Inc()
-	return Ack{Epoch: res.f.Epoch, Seq: res.f.Seq, TS: res.f.TS, Dup: res.f.Flags&flagDup != 0}, nil
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.PeerTimeout)
+	err := r.mesh.Send(sctx, home, req.Room, frame)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	c := r.calls.take(id)
+	if c == nil {
+		return nil // failed meanwhile (timer, membership, Close): done has its error
+	}
+	c.timer.Stop()
+	switch {
+	case errors.Is(err, mesh.ErrClosed) && r.closed.Load():
+		return ErrClosed
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: send to %s: %w", ErrUnavailable, home, err)
 }
 
 // remoteHead returns the head of a room homed on home (creating it there
@@ -46,6 +77,8 @@ func (r *Router) remoteHistory(ctx context.Context, home mesh.NodeID, room strin
 	limit := clampLimit(q.Limit)
 	mode, seq := fetchTail, uint64(0)
 	switch {
+	case q.FromOldest:
+		mode = fetchAfter // after 0: from the oldest the home retains
 	case q.After != 0:
 		mode, seq = fetchAfter, q.After
 	case q.Before != 0:

@@ -13,8 +13,8 @@ const maxFetchReplyBytes = mesh.DefaultMaxFrameSize / 2
 
 // servePublish sequences a publish forwarded by an edge and answers once it
 // is durable. Sequencing happens here, on the handler's goroutine, so one
-// edge's publishes to a room are ordered as sent; only the wait for the
-// wal's fsync moves to a goroutine.
+// edge's publishes to a room are ordered as sent; the answer goes from
+// the wal's durable callback.
 func (r *Router) servePublish(from mesh.NodeID, f *peerFrame) {
 	room := string(f.Room)
 	req := PublishRequest{
@@ -24,19 +24,10 @@ func (r *Router) servePublish(from mesh.NodeID, f *peerFrame) {
 		Data: bytes.Clone(f.Msg.Data), // the frame is the mesh's buffer
 	}
 	id := f.Req
-	p, dup, ack, err := r.publishLocal(req)
-	if err != nil || p == nil {
-		r.replyAck(from, room, id, ack, err)
-		return
+	err := r.publishLocal(req, func(ack Ack, err error) { r.replyAck(from, room, id, ack, err) })
+	if err != nil {
+		r.replyAck(from, room, id, Ack{}, err)
 	}
-	r.spawn(func() {
-		select {
-		case <-p.done:
-			ack, err := p.result(dup)
-			r.replyAck(from, room, id, ack, err)
-		case <-r.ctx.Done():
-		}
-	})
 }
 
 // replyAck answers a forwarded publish.
@@ -127,15 +118,12 @@ func (r *Router) serveFetch(from mesh.NodeID, f *peerFrame) {
 			q := HistoryQuery{Limit: limit}
 			switch mode {
 			case fetchAfter:
-				q.After = seq
+				// After 0 is from the oldest retained, which need not be seq 1.
+				q.After, q.FromOldest = seq, seq == 0
 			case fetchBefore:
 				q.Before = seq
 			}
-			if mode == fetchAfter && seq == 0 {
-				msgs, err = r.readAfterLocal(rm, 0, head, limit)
-			} else {
-				msgs, err = r.historyOf(rm, q, head)
-			}
+			msgs, err = r.historyOf(rm, q, head)
 		}
 		if err != nil {
 			r.reply(from, room, fetchFailure(room, rm.epoch, req, peerCodeOf(err), head))
@@ -168,7 +156,8 @@ func fetchSize(msgs []*Message) int {
 }
 
 // readAfterLocal returns up to limit messages of rm after seq, up to head,
-// from the ring or the wal.
+// from the ring or the wal. After 0 means from the oldest retained: the
+// ring's seq 1 if it still holds it, else the wal's first message.
 func (r *Router) readAfterLocal(rm *room, after, head uint64, limit int) ([]*Message, error) {
 	if after >= head {
 		return nil, nil

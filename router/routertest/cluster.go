@@ -35,6 +35,7 @@ type options struct {
 	ringSize  int
 	timeout   time.Duration
 	peerQueue int
+	wal       []func(*wal.Config)
 }
 
 // WithRegions puts node i in regions[i%len(regions)]. Default: one
@@ -53,6 +54,12 @@ func WithPeerTimeout(d time.Duration) Option { return func(o *options) { o.timeo
 // WithPeerQueue sets every router's PeerQueue (tiny queues force fan-out
 // drops, which replicas must repair).
 func WithPeerQueue(n int) Option { return func(o *options) { o.peerQueue = n } }
+
+// WithWALConfig changes every node's wal configuration (Retention,
+// SweepInterval, ...) after the cluster filled Dir and Logger.
+func WithWALConfig(f func(*wal.Config)) Option {
+	return func(o *options) { o.wal = append(o.wal, f) }
+}
 
 // Node is one member of a Cluster.
 type Node struct {
@@ -99,7 +106,11 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 	id := mesh.NodeID(fmt.Sprintf("n%d", i+1))
 	region := c.opts.regions[i%len(c.opts.regions)]
 	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Str("node", string(id)).Logger()
-	log, err := wal.Open(wal.Config{Dir: t.TempDir(), Logger: logger})
+	wcfg := wal.Config{Dir: t.TempDir(), Logger: logger}
+	for _, f := range c.opts.wal {
+		f(&wcfg)
+	}
+	log, err := wal.Open(wcfg)
 	if err != nil {
 		t.Fatalf("open wal of %s: %v", id, err)
 	}
