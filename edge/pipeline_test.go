@@ -54,9 +54,9 @@ func newSyncGate() *syncGate {
 
 // TestPublishPipelined: publishes from one connection are sequenced as
 // they are read, without waiting for the previous one to be durable.
-// With the first fsync held, every message of a pipelined batch reaches
-// subscribers (written, in send order) while no ack has been sent; once
-// the fsync completes, every publish is acked with seqs in send order
+// With the first fsync held, no message of a pipelined batch reaches
+// subscribers and no ack is sent; once the fsync completes, subscribers
+// get every message and every publish is acked, with seqs in send order
 // per room.
 func TestPublishPipelined(t *testing.T) {
 	gate := newSyncGate()
@@ -87,8 +87,18 @@ func TestPublishPipelined(t *testing.T) {
 		t.Fatal("no wal fsync started")
 	}
 
-	// Every message is delivered, in send order per room, while the
-	// first fsync is still held.
+	// Nothing is durable, so nothing is delivered (a message seen before
+	// its fsync could be lost to a crash and its seq reused) and nothing
+	// is acked: each connection's pong comes first.
+	if f := sub.call(protocol.Frame{Op: protocol.OpPing}); f.Op != protocol.OpPong || len(sub.backlog) != 0 {
+		t.Fatalf("subscriber before durability: %s and %d more frames, want only pong", f.Op, len(sub.backlog))
+	}
+	if f := p.call(protocol.Frame{Op: protocol.OpPing}); f.Op != protocol.OpPong || len(p.backlog) != 0 {
+		t.Fatalf("publisher before durability: %s and %d more frames, want only pong", f.Op, len(p.backlog))
+	}
+
+	gate.release()
+	// Once durable: every message, in send order per room.
 	next := map[string]uint64{}
 	for _, m := range sub.msgs(2 * perRoom) {
 		next[m.Room]++
@@ -96,12 +106,6 @@ func TestPublishPipelined(t *testing.T) {
 			t.Fatalf("room %s: msg (%d,%d) %s, want seq %d carrying %d", m.Room, m.Epoch, m.Seq, m.Data, next[m.Room], next[m.Room]-1)
 		}
 	}
-	// Nothing is durable, so nothing is acked: the pong comes first.
-	if f := p.call(protocol.Frame{Op: protocol.OpPing}); f.Op != protocol.OpPong || len(p.backlog) != 0 {
-		t.Fatalf("before durability: %s and %d more frames, want only pong", f.Op, len(p.backlog))
-	}
-
-	gate.release()
 	for range 2 * perRoom {
 		f := p.read()
 		if f.Op != protocol.OpAck || f.ID == nil {

@@ -16,8 +16,8 @@ import (
 )
 
 // syncGate is a filesystem for the wal that can hold the next WAL fsync
-// until released: messages are then written (fanned out) but none becomes
-// durable, which shows what a publisher sees before durability.
+// until released: messages are then applied but none becomes durable,
+// which shows what publishers and subscribers see before durability.
 type syncGate struct {
 	hold    atomic.Bool
 	held    chan struct{} // receives once the held fsync started
@@ -69,10 +69,10 @@ func (a *asyncResult) wait(t testing.TB) (Ack, error) {
 }
 
 // TestPublishAsyncPipelined: PublishAsync returns once a message is
-// sequenced, so one caller's messages to a room are all written (and
-// fanned out) in call order while the fsync of the first is still held;
-// done runs for none of them until then, and then exactly once for each,
-// with seqs in call order. A duplicate of an in-flight key waits for its
+// sequenced, so one caller's messages to a room are all queued in call
+// order while the fsync of the first is still held; neither subscribers
+// nor done see any of them until then, and then subscribers get them in
+// call order and done runs exactly once for each, with seqs in call order. A duplicate of an in-flight key waits for its
 // original.
 func TestPublishAsyncPipelined(t *testing.T) {
 	gate := newSyncGate(t)
@@ -100,7 +100,20 @@ func TestPublishAsyncPipelined(t *testing.T) {
 	}
 	<-gate.held
 
-	// Written in call order although nothing is durable.
+	// Nothing is durable yet: no subscriber sees any of them (a message
+	// delivered before its fsync could be lost to a crash and its seq
+	// reused), and no publisher is acked.
+	if early, err := res.Sub.Pull(nil, n); err != nil || len(early) != 0 {
+		t.Fatalf("pulled %d messages (err %v) while their fsync is held, want 0", len(early), err)
+	}
+	for i, r := range append(results, dup) {
+		if c := r.calls.Load(); c != 0 {
+			t.Fatalf("publish %d: done called %d times while its fsync is held", i, c)
+		}
+	}
+
+	gate.release()
+	// Delivered in call order once durable.
 	msgs, err := pullUntil(res.Sub, sink, first.Seq+n)
 	if err != nil {
 		t.Fatal(err)
@@ -111,13 +124,6 @@ func TestPublishAsyncPipelined(t *testing.T) {
 			t.Fatalf("seq %d carries %s, want %d: not in call order", m.Seq, m.Data, i)
 		}
 	}
-	for i, r := range append(results, dup) {
-		if c := r.calls.Load(); c != 0 {
-			t.Fatalf("publish %d: done called %d times while its fsync is held", i, c)
-		}
-	}
-
-	gate.release()
 	for i, r := range results {
 		ack, err := r.wait(t)
 		if err != nil || ack.Dup || ack.Epoch != first.Epoch || ack.Seq != first.Seq+1+uint64(i) {

@@ -105,6 +105,16 @@ func newView(ms []mesh.Member) *view {
 	return v
 }
 
+// Members returns the members the router places rooms over: the list of
+// its last MembersChanged. It lags the mesh's own view by the time the
+// mesh takes to call OnChange; nil without a mesh.
+func (r *Router) Members() []mesh.Member {
+	if r.mesh == nil {
+		return nil
+	}
+	return r.view.Load().members
+}
+
 // homeOf returns room's home node in the current view; "" means this node
 // (single node, or this node won, or the view is empty).
 func (r *Router) homeOf(room string) mesh.NodeID {

@@ -49,13 +49,21 @@ type publication struct {
 	err      error      // why it failed; set before finished (and before done runs)
 }
 
-// written is the wal's written callback: fan out.
-func (p *publication) written() { p.rm.written(p.msg) }
-
-// durable is the wal's durable callback: release the publisher and any
-// duplicate waiting on the same key.
+// durable is the wal's durable callback: fan the message out, then release
+// the publisher and any duplicate waiting on the same key.
+//
+// Fan-out waits for durability (not for the wal's earlier "written"
+// stage) because Pebble keeps an applied batch in its own WAL buffer until
+// the flusher writes it, just before the fsync: a message delivered at
+// "written" could be lost to kill -9, and its seq handed to the next
+// message after the restart, so a subscriber would see one seq twice with
+// different data. Durable callbacks run in append order, so the ring still
+// grows in seq order.
 func (p *publication) durable(err error) {
 	rm := p.rm
+	if err == nil {
+		rm.written(p.msg)
+	}
 	var waiters []DoneFunc
 	if key := p.msg.Key; key != "" {
 		rm.pendMu.Lock()
@@ -229,7 +237,7 @@ func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, e
 	}
 	rm.inflight.Add(1)
 	// Under the room lock, so the wal's queue order is seq order.
-	if err := r.log.Append(&p.rec, p.written, p.durable); err != nil {
+	if err := r.log.Append(&p.rec, nil, p.durable); err != nil {
 		rm.inflight.Add(-1)
 		rm.seq.undo(o.Seq, req.Key)
 		if req.Key != "" {

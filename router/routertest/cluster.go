@@ -196,8 +196,10 @@ func (c *Cluster) WaitConverged() {
 	live := c.Live()
 	WaitFor(c.t, 30*time.Second, "mesh membership to converge", func() bool {
 		for _, i := range live {
-			ms := c.Nodes[i].Mesh.Members()
-			if len(ms) != len(live) {
+			// The router's view, not only the mesh's: the router hears of
+			// changes through OnChange, a moment after the mesh.
+			ms := c.Nodes[i].Router.Members()
+			if len(ms) != len(live) || len(c.Nodes[i].Mesh.Members()) != len(live) {
 				return false
 			}
 			for _, m := range ms {
