@@ -21,12 +21,19 @@ build:
 ## test: vet, every test under the race detector, then a short run of every fuzz target
 test: deps vet race fuzz-smoke
 
-## deps: Debian packages the tests need, installed only when missing
+## deps: Debian packages the tests drive as real clients and peers, installed
+## only when missing: nats-server (the bench's peer system), chromium (browser
+## tests of the JS SDK, demo and dashboard), mosquitto-clients (MQTT tests).
+DEB_DEPS = nats-server:nats-server chromium:chromium mosquitto_pub:mosquitto-clients
 deps:
-	@command -v nats-server >/dev/null 2>&1 || { \
-		echo "installing nats-server (Debian) for the bench peer-driver test"; \
+	@missing=""; for pair in $(DEB_DEPS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nats-server >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }

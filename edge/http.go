@@ -2,13 +2,16 @@ package edge
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/arena-mesh/arena/edge/auth"
+	"github.com/arena-mesh/arena/mesh"
 	"github.com/arena-mesh/arena/protocol"
 )
 
@@ -221,8 +224,8 @@ type clusterMember struct {
 	Streams     int    `json:"sse_streams"`
 }
 
-// serveCluster handles GET /v1/cluster (admin API keys only). On a single
-// node the cluster is this node.
+// serveCluster handles GET /v1/cluster (admin API keys only): this node
+// and, with a mesh, every member the router places rooms over.
 func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 	p, err := s.authHTTP(r, false)
 	if err != nil {
@@ -238,14 +241,40 @@ func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 	if !s.accepting() {
 		state = "draining"
 	}
+	self := clusterMember{
+		Node: s.cfg.NodeID, Region: s.cfg.Region, URL: selfURL(r),
+		State: state, Connections: conns, Streams: streams,
+	}
+	members := []clusterMember{self}
+	regions := map[string]bool{s.cfg.Region: true}
+	// With a mesh, every live member as gossiped: its client URL, whether
+	// it is suspected of failure, and its load (its client connections).
+	for _, m := range s.cfg.Router.Members() {
+		if string(m.ID) == s.cfg.NodeID {
+			continue
+		}
+		st := "alive"
+		if m.State != mesh.StateAlive {
+			st = "suspect"
+		}
+		members = append(members, clusterMember{
+			Node: string(m.ID), Region: m.Region, URL: m.ClientURL,
+			State: st, Connections: int(m.Load),
+		})
+		regions[m.Region] = true
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"node":    s.cfg.NodeID,
-		"regions": []string{s.cfg.Region},
-		"members": []clusterMember{{
-			Node: s.cfg.NodeID, Region: s.cfg.Region, URL: selfURL(r),
-			State: state, Connections: conns, Streams: streams,
-		}},
+		"regions": slices.Sorted(maps.Keys(regions)),
+		"members": members,
 	})
+}
+
+// Connections returns the number of connected clients (WebSocket sessions
+// and SSE streams): the load a node gossips to its peers.
+func (s *Server) Connections() int {
+	sessions, streams := s.load()
+	return sessions + streams
 }
 
 // serveReady handles /readyz: 200 while accepting clients and

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +21,14 @@ import (
 // node see one identical, gap-free order per room.
 func TestThreeProcessMesh(t *testing.T) {
 	const secret = "mesh-test-secret"
+	const adminKey = "ops-key-0123456789abcdef"
+	cfgFile := filepath.Join(t.TempDir(), "arena.yaml")
+	if err := os.WriteFile(cfgFile, []byte("auth:\n  api_keys:\n    - {name: ops, key: "+adminKey+", admin: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	start := func(id, region string, join ...string) *child {
 		args := []string{
+			"--config", cfgFile,
 			"--node-id", id, "--region", region,
 			"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0",
 			"--data", t.TempDir(), "--token-secret", secret,
@@ -47,6 +55,25 @@ func TestThreeProcessMesh(t *testing.T) {
 			}
 			return json.NewDecoder(resp.Body).Decode(&body) == nil && len(body.Edges) == 3
 		})
+	}
+
+	// The cluster view lists every member and region, from any node.
+	req, _ := http.NewRequest("GET", "http://"+b.addr+"/v1/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster struct {
+		Regions []string `json:"regions"`
+		Members []struct {
+			Node, Region, URL, State string
+		} `json:"members"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&cluster)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(cluster.Members) != 3 || len(cluster.Regions) != 3 {
+		t.Fatalf("GET /v1/cluster: status %d, %v, %+v", resp.StatusCode, err, cluster)
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

@@ -38,7 +38,14 @@ type node struct {
 
 	serveDone chan struct{} // closed when the HTTP server stops serving
 	serveErr  error         // why it stopped; read after serveDone
+
+	stopLoad context.CancelFunc // stops gossipLoad
+	loadDone chan struct{}      // closed when gossipLoad returned
 }
+
+// loadInterval is how often a node gossips its load (client connections),
+// shown by GET /v1/cluster and the dashboard.
+const loadInterval = 2 * time.Second
 
 // nodeExtras are what `arena dev` adds to a node beyond its Config.
 type nodeExtras struct {
@@ -166,6 +173,10 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	}
 	undo = append(undo, func() { n.edge.Close() })
 
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	n.stopLoad, n.loadDone = stopLoad, make(chan struct{})
+	go n.gossipLoad(loadCtx)
+
 	n.srv = &http.Server{Handler: n.edge.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		n.serveErr = n.srv.Serve(ln)
@@ -179,6 +190,26 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Bool("dev", cfg.Dev).
 		Msg("listening")
 	return n, nil
+}
+
+// gossipLoad publishes the node's client connection count in its mesh
+// metadata until ctx ends.
+func (n *node) gossipLoad(ctx context.Context) {
+	defer close(n.loadDone)
+	tick := time.NewTicker(loadInterval)
+	defer tick.Stop()
+	last := -1
+	for {
+		if c := n.edge.Connections(); c != last {
+			n.mesh.SetLoad(uint32(c))
+			last = c
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // joined reports whether the node has joined the mesh it was told to join
@@ -228,6 +259,8 @@ func (n *node) stop(timeout time.Duration) error {
 	if err := n.srv.Shutdown(ctx); err != nil {
 		n.logger.Warn().Err(err).Msg("http shutdown incomplete")
 	}
+	n.stopLoad()
+	<-n.loadDone
 	if err := n.mesh.Leave(ctx); err != nil {
 		n.logger.Warn().Err(err).Msg("leave mesh")
 	}
