@@ -44,6 +44,25 @@ import (
 //	                 n:uvarint n*(seq:uvarint ts:varint from:str key:str data:str)
 //	     home -> edge: header epoch = the home's epoch; messages
 //	     ascending; fewer than asked when the frame would be too large.
+//	0x08 handoff     req:uvarint head:uvarint first:uvarint until:varint
+//	                 n:uvarint n*(seq:uvarint ts:varint from:str key:str data:str)
+//	                 k:uvarint k*(key:str seq:uvarint ts:varint)
+//	     old home -> new home (planned move): the room's state in epoch:
+//	     head, the oldest seq the old home retains (first), until (ms
+//	     since the Unix epoch, 0 none: until then a key missing from
+//	     memory may be in the log, see sequencer.lookupUntil), the newest
+//	     messages (ascending, ending at head) and the idempotency keys
+//	     still in the window (oldest first). Answered by a reply once
+//	     stored durably (codeOK), or codeEpoch: refused, the receiver
+//	     holds the room already.
+//	0x09 leaving     req:uvarint
+//	     leaving node -> every peer, room = the sender's node ID: place
+//	     rooms as if I were gone, and wait for my rooms' handoffs;
+//	     answered by a reply once the receiver does.
+//	0x0a handedOver  req:uvarint
+//	     old home -> peer, room = the sender's node ID: every room I owe
+//	     you after the last membership change was handed over (or
+//	     cannot be); answered by a reply.
 //
 // e.g. drop of token 5 for room "a" in epoch 7: 04 01 61 07 05.
 const (
@@ -54,6 +73,9 @@ const (
 	peerMsg        byte = 0x05
 	peerFetch      byte = 0x06
 	peerFetchReply byte = 0x07
+	peerHandoff    byte = 0x08
+	peerLeaving    byte = 0x09
+	peerHandedOver byte = 0x0a
 )
 
 // Limits of peer frame fields.
@@ -72,8 +94,9 @@ const (
 	codeNotHome     peerCode = 1 // the receiver is not the room's home in its view
 	codeUnavailable peerCode = 2 // the home is closing or its wal failed
 	codeInternal    peerCode = 3
-	codeEpoch       peerCode = 4 // fetch for an epoch the home no longer has
-	maxPeerCode              = codeEpoch
+	codeEpoch       peerCode = 4 // fetch for an epoch the home no longer has; handoff refused
+	codeRetry       peerCode = 5 // the room is moving between homes: send again shortly
+	maxPeerCode              = codeRetry
 )
 
 // Fetch modes.
@@ -127,9 +150,21 @@ type peerFrame struct {
 	Mode  byte
 	Limit uint64
 
-	// fetchReply.
+	// fetchReply, handoff.
 	Head, First uint64
 	Msgs        []peerMsgEntry
+
+	// handoff.
+	Until int64
+	Keys  []peerKeyEntry
+}
+
+// peerKeyEntry is one idempotency key of a handoff frame; Key points into
+// the decoded buffer.
+type peerKeyEntry struct {
+	Key []byte
+	Seq uint64
+	TS  int64
 }
 
 // appendHeader appends the common frame header.
@@ -227,6 +262,26 @@ func appendFetchReply(b []byte, room string, epoch, req uint64, code peerCode, h
 		b = appendMsgBody(b, m)
 	}
 	return b, n
+}
+
+// appendHandoff encodes a handoff frame of room in epoch.
+func appendHandoff(b []byte, room string, epoch, req, head, first uint64, until int64, msgs []*Message, keys []keyUse) []byte {
+	b = appendHeader(b, peerHandoff, room, epoch)
+	b = binary.AppendUvarint(b, req)
+	b = binary.AppendUvarint(b, head)
+	b = binary.AppendUvarint(b, first)
+	b = binary.AppendVarint(b, until)
+	b = binary.AppendUvarint(b, uint64(len(msgs)))
+	for _, m := range msgs {
+		b = appendMsgBody(b, m)
+	}
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(b, k.key)
+		b = binary.AppendUvarint(b, k.seq)
+		b = binary.AppendVarint(b, k.ts)
+	}
+	return b
 }
 
 // peerReader consumes a frame, remembering the first error.
@@ -356,6 +411,28 @@ func decodePeerFrame(b []byte, f *peerFrame) error {
 			msgs = append(msgs, r.msg())
 		}
 		f.Msgs = msgs
+	case peerHandoff:
+		f.Req = r.uvarint()
+		f.Head = r.uvarint()
+		f.First = r.uvarint()
+		f.Until = r.varint()
+		n := r.uvarint()
+		if r.err == nil && n > uint64(len(r.b)) {
+			return errPeerField
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			msgs = append(msgs, r.msg())
+		}
+		f.Msgs = msgs
+		k := r.uvarint()
+		if r.err == nil && k > uint64(len(r.b)) {
+			return errPeerField
+		}
+		for i := uint64(0); i < k && r.err == nil; i++ {
+			f.Keys = append(f.Keys, peerKeyEntry{Key: r.str(maxPeerKey), Seq: r.uvarint(), TS: r.varint()})
+		}
+	case peerLeaving, peerHandedOver:
+		f.Req = r.uvarint()
 	default:
 		if r.err == nil {
 			return errPeerType

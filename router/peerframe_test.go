@@ -21,6 +21,11 @@ func peerFrameSeeds() map[string][]byte {
 		"fetch":        appendFetch(nil, "chat:1", m.Epoch, 9, fetchBefore, 40, 50),
 		"fetch-reply":  fr,
 		"fetch-failed": fetchFailure("chat:1", m.Epoch, 9, codeEpoch, 43),
+		"handoff":      appendHandoff(nil, "chat:1", m.Epoch, 12, 43, 1, 1700000600123, []*Message{m, m2}, []keyUse{{key: "k1", seq: 42, ts: m.TS}}),
+		"handoff-bare": appendHandoff(nil, "chat:1", m.Epoch, 13, 0, 0, 0, nil, nil),
+		"leaving":      appendInterest(nil, peerLeaving, "n1", 0, 14),
+		"handed-over":  appendInterest(nil, peerHandedOver, "n1", 0, 15),
+		"reply-retry":  appendReply(nil, "r", 0, 8, codeRetry, 0, 0, 0, 0),
 	}
 }
 
@@ -59,7 +64,8 @@ func TestPeerFrameRejects(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, errPeerTruncated},
-		{"unknown type", []byte{0x09, 0x01, 'a', 0x00}, errPeerType},
+		{"unknown type", []byte{0x0b, 0x01, 'a', 0x00}, errPeerType},
+		{"handoff count beyond frame", []byte{peerHandoff, 0x01, 'a', 0x00, 0x01, 0x00, 0x00, 0x00, 0x05}, errPeerField},
 		{"empty room", []byte{peerDrop, 0x00, 0x00, 0x01}, errPeerField},
 		{"room too long", append([]byte{peerDrop, 0xff, 0xff, 0x03}, make([]byte, 10)...), errPeerField},
 		{"truncated msg", seeds["msg"][:len(seeds["msg"])-1], errPeerTruncated},
@@ -90,8 +96,18 @@ func encodePeerFrame(f *peerFrame) []byte {
 		return appendPublish(nil, room, f.Epoch, f.Req, string(f.Msg.From), string(f.Msg.Key), f.Msg.Data)
 	case peerReply:
 		return appendReply(nil, room, f.Epoch, f.Req, f.Code, f.Flags, f.Seq, f.Aux, f.TS)
-	case peerInterest, peerDrop:
+	case peerInterest, peerDrop, peerLeaving, peerHandedOver:
 		return appendInterest(nil, f.Type, room, f.Epoch, f.Req)
+	case peerHandoff:
+		msgs := make([]*Message, len(f.Msgs))
+		for i, e := range f.Msgs {
+			msgs[i] = entryMessage(room, f.Epoch, e)
+		}
+		keys := make([]keyUse, len(f.Keys))
+		for i, k := range f.Keys {
+			keys[i] = keyUse{key: string(k.Key), seq: k.Seq, ts: k.TS}
+		}
+		return appendHandoff(nil, room, f.Epoch, f.Req, f.Head, f.First, f.Until, msgs, keys)
 	case peerMsg:
 		return appendMsg(nil, entryMessage(room, f.Epoch, f.Msg))
 	case peerFetch:
@@ -152,6 +168,12 @@ func normalize(f peerFrame) peerFrame {
 	for i := range f.Msgs {
 		e := &f.Msgs[i]
 		e.From, e.Key, e.Data = fix(e.From), fix(e.Key), fix(e.Data)
+	}
+	if len(f.Keys) == 0 {
+		f.Keys = nil
+	}
+	for i := range f.Keys {
+		f.Keys[i].Key = fix(f.Keys[i].Key)
 	}
 	return f
 }

@@ -404,9 +404,14 @@ func TestExampleConfigsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 2 {
-		t.Fatalf("found %d example configs, want single.yaml and dev.yaml at least", len(files))
+	regions, err := filepath.Glob("../../configs/three-regions/*.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	if len(files) < 2 || len(regions) != 3 {
+		t.Fatalf("found %d top-level and %d three-region example configs, want single.yaml, dev.yaml and eu, us, ap", len(files), len(regions))
+	}
+	files = append(files, regions...)
 	env := []string{"ARENA_TOKEN_SECRET=example-test-secret"}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

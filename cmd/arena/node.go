@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sort"
@@ -85,6 +86,17 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	if err != nil {
 		return nil, err
 	}
+	wan := extras.wan
+	if wan == nil && len(cfg.Latency) > 0 {
+		// Emulated geography between separate processes: the config's
+		// one-way delay from this region to each other region.
+		wan = mesh.NewWAN(1)
+		for from, row := range cfg.Latency {
+			for to, d := range row {
+				wan.Set(from, to, mesh.Link{Delay: d})
+			}
+		}
+	}
 	// The mesh delivers frames from the moment it starts, before the
 	// router exists: the hooks hold them off until Bind.
 	var hooks router.MeshHooks
@@ -95,7 +107,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Bind:       cfg.Mesh,
 		Join:       cfg.Join,
 		ClusterKey: clusterKey,
-		WAN:        extras.wan,
+		WAN:        wan,
 		Timing:     extras.timing,
 		Handler:    hooks.Handler,
 		OnChange:   hooks.OnChange,
@@ -177,7 +189,18 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	n.stopLoad, n.loadDone = stopLoad, make(chan struct{})
 	go n.gossipLoad(loadCtx)
 
-	n.srv = &http.Server{Handler: n.edge.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := n.edge.Handler()
+	if cfg.Dev {
+		// Profiling for local investigation only: dev access is loopback-only.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	n.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		n.serveErr = n.srv.Serve(ln)
 		close(n.serveDone)
