@@ -46,6 +46,10 @@ const (
 	// closeGrace is how long Close lets sessions run their close handshake
 	// before cutting their sockets.
 	closeGrace = 2 * time.Second
+	// maxQueuedEvents is how many presence and receipt frames a session may
+	// have queued beyond its other control frames before it is closed as
+	// too slow (see queueEvent).
+	maxQueuedEvents = 4096
 )
 
 // Edge is one client-facing node, as listed by GET /v1/edges and in
@@ -114,6 +118,12 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
+	// Web serves the demo chat page at / and the live dashboard at
+	// /dashboard (with their assets under /web/); false means they are
+	// served only when dev access is on (Auth accepts an empty
+	// credential). The browser SDK (/sdk/arena.js) and /v1/stats are
+	// always served.
+	Web bool
 }
 
 // withDefaults validates cfg and returns it with defaults filled in.

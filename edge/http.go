@@ -23,6 +23,7 @@ func (s *Server) routes() http.Handler {
 	// path and split the action off its end (an escaped %2F works too).
 	mux.HandleFunc("GET /v1/rooms/{path...}", s.serveRoomGet)
 	mux.HandleFunc("POST /v1/rooms/{path...}", s.serveRoomPost)
+	mux.HandleFunc("GET /v1/users/{user}/rooms", s.serveUserRooms)
 	mux.HandleFunc("GET /v1/edges", s.serveEdges)
 	mux.HandleFunc("GET /v1/cluster", s.serveCluster)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -30,6 +31,7 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	s.registerWeb(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, protocol.Errorf(protocol.CodeNotFound, "no such endpoint"))
 	})
@@ -62,7 +64,7 @@ func (s *Server) serveRoomGet(w http.ResponseWriter, r *http.Request) {
 	case "events":
 		s.serveEvents(w, r, room)
 	case "presence":
-		s.servePresence(w, r, room)
+		s.servePresenceHTTP(w, r, room)
 	default:
 		s.httpError(w, protocol.Errorf(protocol.CodeNotFound, "no such endpoint"))
 	}
@@ -194,23 +196,9 @@ func parseHistoryQuery(r *http.Request) (before, after *uint64, limit int, err e
 	return before, after, limit, nil
 }
 
-// servePresence handles GET /v1/rooms/{room}/presence. Presence comes with
-// a later version of the router.
-func (s *Server) servePresence(w http.ResponseWriter, r *http.Request, room string) {
-	p, err := s.authHTTP(r, false)
-	if err != nil {
-		s.httpError(w, err)
-		return
-	}
-	if !p.CanSubscribe(room) {
-		s.httpError(w, errForbidden(room))
-		return
-	}
-	s.httpError(w, protocol.Errorf(protocol.CodeUnavailable, "presence is not available on this node yet"))
-}
-
 // serveEdges handles GET /v1/edges.
 func (s *Server) serveEdges(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*") // public; browsers pick the nearest edge
 	writeJSON(w, http.StatusOK, map[string][]Edge{"edges": s.edges(selfURL(r))})
 }
 

@@ -69,16 +69,6 @@ func TestFramesWithoutIDGetNoReply(t *testing.T) {
 	}
 }
 
-func TestPresenceUnavailable(t *testing.T) {
-	n := edgetest.Start(t)
-	c := connectWS(t, n, n.AllToken("alice"))
-	r := c.call(protocol.Frame{Op: protocol.OpPresence, Room: "r"})
-	if r.Code != protocol.CodeUnavailable || r.Message != "presence is not available on this node yet" {
-		t.Fatalf("presence: %+v", r)
-	}
-	c.ping()
-}
-
 func TestPermissions(t *testing.T) {
 	n := edgetest.Start(t, edgetest.WithAPIKeys(
 		auth.APIKey{Name: "bot", Key: "botkey0123456789abcdef", Pub: []string{"news:*"}, Sub: []string{"news:*"}},
@@ -99,7 +89,10 @@ func TestPermissions(t *testing.T) {
 		{"pub prefix lookalike", protocol.Frame{Op: protocol.OpPub, Room: "chat", Data: json.RawMessage(`1`)}, string(protocol.CodeForbidden)},
 		{"history own dm", protocol.Frame{Op: protocol.OpHistory, Room: "dm:alice:bob"}, protocol.OpHistory},
 		{"history other dm", protocol.Frame{Op: protocol.OpHistory, Room: "dm:carol:x"}, string(protocol.CodeForbidden)},
-		{"presence other dm", protocol.Frame{Op: protocol.OpPresence, Room: "dm:carol:x"}, string(protocol.CodeUnavailable)},
+		{"presence other dm", protocol.Frame{Op: protocol.OpPresence, Room: "dm:carol:x"}, string(protocol.CodeForbidden)},
+		{"presence own dm", protocol.Frame{Op: protocol.OpPresence, Room: "dm:alice:x"}, protocol.OpPresence},
+		{"read other dm", protocol.Frame{Op: protocol.OpRead, Room: "dm:carol:x", Seq: 1}, string(protocol.CodeForbidden)},
+		{"rooms", protocol.Frame{Op: protocol.OpRooms}, protocol.OpRooms},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,13 +29,14 @@ type Server struct {
 	// streamsDone is closed when SSE streams must end (drain or close).
 	streamsDone chan struct{}
 
-	mu       sync.Mutex // guards sessions, streams, draining
+	mu       sync.Mutex // guards sessions, streams, draining, mqtt
 	sessions map[*session]struct{}
 	streams  int
-	draining bool // set by Drain and Close: no new clients
+	draining bool      // set by Drain and Close: no new clients
+	mqtt     mqttState // MQTT listeners and sessions (mqtt.go)
 
-	// wg counts session and SSE handler goroutines, so Drain and Close can
-	// wait for them.
+	// wg counts session, SSE handler and MQTT session goroutines, so Drain
+	// and Close can wait for them.
 	wg sync.WaitGroup
 
 	closeOnce sync.Once
@@ -53,6 +54,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	mq, err := newMQTTState(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger.With().Str("component", "edge").Str("node", cfg.NodeID).Logger(),
@@ -60,6 +65,7 @@ func New(cfg Config) (*Server, error) {
 		limiters:    newLimiters(cfg.PublishRate, cfg.PublishBurst),
 		streamsDone: make(chan struct{}),
 		sessions:    make(map[*session]struct{}),
+		mqtt:        mq,
 	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
@@ -114,6 +120,7 @@ func (s *Server) shutdown(ctx context.Context, reason string) error {
 	for _, sess := range sessions {
 		sess.goAway(reason, edges)
 	}
+	s.mqttGoAway()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

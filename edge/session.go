@@ -40,6 +40,10 @@ type session struct {
 	abuse     strikes // bad frames
 	rateAbuse strikes // rate-limited publishes
 	readBuf   bytes.Buffer
+	// clientClosed: the client ended the connection with a close frame
+	// (not a drop, nor a close the server started): its presence ends
+	// at once instead of after the grace period.
+	clientClosed bool
 
 	// pubSem holds one token per publish waiting for durability: taken
 	// by the reader, given back by the publish's done callback.
@@ -107,7 +111,7 @@ func (s *session) run() {
 	s.connectTimer.Stop()
 	s.stopExpiry()
 	for _, st := range s.subs {
-		st.close()
+		st.closeWith(s.clientClosed)
 	}
 	s.mu.Lock()
 	s.srv.m.sendQueued.Sub(float64(s.ctrlCount))
@@ -124,6 +128,7 @@ func (s *session) readLoop() {
 	for {
 		_, r, err := s.conn.Reader(s.ctx)
 		if err != nil {
+			s.clientClosed = websocket.CloseStatus(err) != -1 && !s.isClosing()
 			s.log.Debug().Err(err).Msg("read ended")
 			return
 		}

@@ -38,13 +38,11 @@ func (s *session) handleFrame(line []byte) {
 			s.sendJSON(protocol.Pong{Op: protocol.OpPong, ID: f.ID})
 		}
 	case protocol.OpRecv, protocol.OpRead:
-		// Receipts come with a later version of the router; the frame is
-		// valid, so it is accepted without a reply.
-		if !s.principal.CanSubscribe(f.Room) {
-			s.replyErr(f.ID, errForbidden(f.Room))
-		}
+		s.handleReceipt(f)
 	case protocol.OpPresence:
-		s.replyErr(f.ID, protocol.Errorf(protocol.CodeUnavailable, "presence is not available on this node yet"))
+		s.handlePresence(f)
+	case protocol.OpRooms:
+		s.handleRooms(f)
 	}
 }
 
@@ -102,6 +100,9 @@ func (s *session) handleSub(f *protocol.Frame) {
 		return
 	}
 	st.sub = res.Sub
+	// Present before the old subscription of the room (if any) leaves,
+	// so that replacing it makes no leave and join.
+	st.pres = s.enterRoom(f.Room, f.Presence)
 	if old := s.subs[f.Room]; old != nil {
 		// A second sub of the same room replaces the first (for example to
 		// resume from another position).

@@ -25,6 +25,10 @@ type subState struct {
 	queued atomic.Bool
 	closed atomic.Bool
 	ready  bool // guarded by sess.mu: the subscribed reply is queued
+
+	// pres keeps the session's user present in the room (set with sub,
+	// before ready; nil if Enter failed).
+	pres *router.PresenceConn
 }
 
 // Notify implements router.Sink. It is called on the publish path, so it
@@ -46,13 +50,21 @@ func (st *subState) Notify(*router.Subscription) {
 	}
 }
 
-// close unsubscribes; the writer skips it from now on.
-func (st *subState) close() {
+// close unsubscribes; the writer skips it from now on. The user's
+// presence through this subscription ends at once.
+func (st *subState) close() { st.closeWith(true) }
+
+// closeWith is close; graceful false (the connection dropped) keeps the
+// user present for the router's grace period.
+func (st *subState) closeWith(graceful bool) {
 	if st.closed.Swap(true) {
 		return
 	}
 	if st.sub != nil {
 		st.sub.Close()
+	}
+	if st.pres != nil {
+		st.pres.Leave(graceful)
 	}
 }
 
@@ -106,6 +118,12 @@ const (
 	// queueForced never waits and is kept even when the session is
 	// closing: the frame that comes right before a close.
 	queueForced
+	// queueEvent never waits (presence and receipt events, from the
+	// router's event goroutine). Events are coalesced per interval, so
+	// they come in bounded batches; a session whose queue still grows
+	// past maxQueuedEvents beyond its other bounds is not reading and
+	// is closed with 4010. Dropped once the session is closing.
+	queueEvent
 )
 
 // sendJSON queues a control frame.
@@ -159,6 +177,11 @@ func (s *session) enqueue(frame []byte, mode queueMode) {
 	}
 	if s.closing && mode != queueForced {
 		s.mu.Unlock()
+		return
+	}
+	if mode == queueEvent && s.ctrlCount >= s.srv.cfg.SendQueue+s.srv.cfg.MaxInFlight+maxQueuedEvents {
+		s.mu.Unlock()
+		s.fail(closeTooSlow, "too slow: presence and receipt events overflowed", false)
 		return
 	}
 	if len(s.ctrl) > 0 {

@@ -60,7 +60,7 @@ func DecodeClient(b []byte) (*Frame, error) {
 // DecodeClient).
 func (f *Frame) CheckClient() error {
 	switch f.Op {
-	case OpConnect, OpPing:
+	case OpConnect, OpPing, OpRooms:
 		return nil
 	case OpRefresh:
 		if f.Token == "" {

@@ -45,6 +45,7 @@ var validFrames = []struct {
 	{"presence", `{"op":"presence","id":8,"room":"r"}`, Frame{Op: OpPresence, ID: id(8), Room: "r"}},
 	{"refresh", `{"op":"refresh","id":9,"token":"new"}`, Frame{Op: OpRefresh, ID: id(9), Token: "new"}},
 	{"ping", `{"op":"ping","id":10}`, Frame{Op: OpPing, ID: id(10)}},
+	{"rooms", `{"op":"rooms","id":12}`, Frame{Op: OpRooms, ID: id(12)}},
 	{"ping negative id", `{"op":"ping","id":-3}`, Frame{Op: OpPing, ID: id(-3)}},
 	{"unknown field ignored", `{"op":"ping","id":11,"extra":[1,2]}`, Frame{Op: OpPing, ID: id(11)}},
 	{"room of every allowed byte", `{"op":"sub","room":"AZaz09:_-.@/"}`, Frame{Op: OpSub, Room: "AZaz09:_-.@/"}},
@@ -331,6 +332,10 @@ func TestRepliesKeepRequiredFields(t *testing.T) {
 			`{"op":"reconnect","reason":"drain","edges":["ws://a"]}`},
 		{"receipt", Receipt{Op: OpReceipt, Room: "r", Seq: 2, User: "u", Status: "read"},
 			`{"op":"receipt","room":"r","seq":2,"user":"u","status":"read"}`},
+		{"rooms", RoomsReply{Op: OpRooms, ID: id(5), Rooms: []UserRoom{{Room: "r", Head: Position{1, 9}, Read: Position{1, 4}, Unread: 5}}},
+			`{"op":"rooms","id":5,"rooms":[{"room":"r","head":{"epoch":1,"seq":9},"read":{"epoch":1,"seq":4},"unread":5}]}`},
+		{"rooms empty", RoomsReply{Op: OpRooms, Rooms: []UserRoom{}}, `{"op":"rooms","rooms":[]}`},
+		{"join", PresenceChange{Op: OpJoin, Room: "r", User: "u"}, `{"op":"join","room":"r","user":"u"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

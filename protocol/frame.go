@@ -17,10 +17,13 @@ const (
 	OpPresence = "presence"
 	OpRefresh  = "refresh"
 	OpPing     = "ping"
+	// OpRooms asks for the connection's user's rooms with unread counts
+	// (an Arena addition to PROTOCOL.md; the reply reuses the op).
+	OpRooms = "rooms"
 )
 
-// Server operations (the "op" of a server frame). History and presence
-// replies reuse OpHistory and OpPresence.
+// Server operations (the "op" of a server frame). History, presence and
+// rooms replies reuse OpHistory, OpPresence and OpRooms.
 const (
 	OpConnected    = "connected"
 	OpSubscribed   = "subscribed"
@@ -90,26 +93,27 @@ type Frame struct {
 	Limit    int             `json:"limit,omitempty"`
 
 	// server frames
-	Session string    `json:"session,omitempty"`
-	User    string    `json:"user,omitempty"`
-	Node    string    `json:"node,omitempty"`
-	Region  string    `json:"region,omitempty"`
-	Expires int64     `json:"expires,omitempty"`
-	Head    *Position `json:"head,omitempty"`
-	Reset   bool      `json:"reset,omitempty"`
-	Oldest  *Position `json:"oldest,omitempty"`
-	Epoch   uint64    `json:"epoch,omitempty"`
-	TS      int64     `json:"ts,omitempty"`
-	From    string    `json:"from,omitempty"`
-	Dup     bool      `json:"dup,omitempty"`
-	Msgs    []Msg     `json:"msgs,omitempty"`
-	Members []Member  `json:"members,omitempty"`
-	Status  string    `json:"status,omitempty"`
-	Code    Code      `json:"code,omitempty"`
-	Message string    `json:"message,omitempty"`
-	RetryMS int64     `json:"retry_ms,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-	Edges   []string  `json:"edges,omitempty"`
+	Session string     `json:"session,omitempty"`
+	User    string     `json:"user,omitempty"`
+	Node    string     `json:"node,omitempty"`
+	Region  string     `json:"region,omitempty"`
+	Expires int64      `json:"expires,omitempty"`
+	Head    *Position  `json:"head,omitempty"`
+	Reset   bool       `json:"reset,omitempty"`
+	Oldest  *Position  `json:"oldest,omitempty"`
+	Epoch   uint64     `json:"epoch,omitempty"`
+	TS      int64      `json:"ts,omitempty"`
+	From    string     `json:"from,omitempty"`
+	Dup     bool       `json:"dup,omitempty"`
+	Msgs    []Msg      `json:"msgs,omitempty"`
+	Members []Member   `json:"members,omitempty"`
+	Rooms   []UserRoom `json:"rooms,omitempty"`
+	Status  string     `json:"status,omitempty"`
+	Code    Code       `json:"code,omitempty"`
+	Message string     `json:"message,omitempty"`
+	RetryMS int64      `json:"retry_ms,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+	Edges   []string   `json:"edges,omitempty"`
 }
 
 // Msg is one message of a room: the body of a live msg frame, and an
@@ -132,6 +136,18 @@ func (m *Msg) Position() Position { return Position{Epoch: m.Epoch, Seq: m.Seq} 
 type Member struct {
 	User  string `json:"user"`
 	Conns int    `json:"conns"`
+}
+
+// UserRoom is where a user stands in one room (an element of a rooms
+// reply and of GET /v1/users/{user}/rooms): the room's head, the user's
+// read position (everything up to it is read) and the number of messages
+// after it up to the head. A read position from an older epoch counts
+// every message of the head's epoch as unread.
+type UserRoom struct {
+	Room   string   `json:"room"`
+	Head   Position `json:"head"`
+	Read   Position `json:"read"`
+	Unread uint64   `json:"unread"`
 }
 
 // Server reply frames. Each has exactly the fields PROTOCOL.md lists, with
@@ -192,6 +208,13 @@ type PresenceReply struct {
 	ID      *int64   `json:"id,omitempty"`
 	Room    string   `json:"room"`
 	Members []Member `json:"members"`
+}
+
+// RoomsReply answers rooms; Rooms is in room-name order and never null.
+type RoomsReply struct {
+	Op    string     `json:"op"`
+	ID    *int64     `json:"id,omitempty"`
+	Rooms []UserRoom `json:"rooms"`
 }
 
 // Refreshed answers refresh.

@@ -19,6 +19,8 @@ func FuzzDecodeClient(f *testing.F) {
 	f.Add([]byte(`{"op":"pub","room":"r","data":{"a" : [1, "<>"]},"key":"é"}`))
 	f.Add([]byte(`{"op":"sub","id":1,"room":"r","since":{"epoch":1,"seq":2},"msgs":[{}]}`))
 	f.Add([]byte(`[1]`))
+	f.Add([]byte(`{"op":"rooms","id":1,"rooms":[{"room":"r","head":{"epoch":1,"seq":2},"read":{"epoch":1,"seq":1},"unread":1}]}`))
+	f.Add([]byte(`{"op":"read","room":"r","seq":0}`))
 	f.Add([]byte(`{"op":"history","room":"r","before":1,"after":2}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		f1, err := DecodeClient(b)

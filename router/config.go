@@ -19,6 +19,12 @@ const (
 	DefaultDedupMemory = 10_000
 	DefaultPeerTimeout = 5 * time.Second
 	DefaultPeerQueue   = 4096
+	// DefaultPresenceGrace is how long a dropped connection keeps its
+	// user present (see Config.PresenceGrace).
+	DefaultPresenceGrace = 15 * time.Second
+	// DefaultEventInterval is how often presence changes and receipts are
+	// flushed (see Config.EventInterval).
+	DefaultEventInterval = 100 * time.Millisecond
 )
 
 // evictInterval is how often idle rooms are looked for. A room is evicted from
@@ -63,6 +69,15 @@ type Config struct {
 	// that finds the queue full is dropped for that peer, which repairs
 	// the gap with a fetch. Zero: DefaultPeerQueue.
 	PeerQueue int
+	// PresenceGrace is how long a connection that dropped without
+	// closing keeps its user present in its rooms, so that a quick
+	// reconnect makes no leave and join. Zero: DefaultPresenceGrace;
+	// negative: no grace.
+	PresenceGrace time.Duration
+	// EventInterval is how often presence changes and receipts are
+	// coalesced and sent (joins and leaves are batched, receipts merged
+	// per reader, receipt positions stored); zero: DefaultEventInterval.
+	EventInterval time.Duration
 	// Now is the clock (message timestamps, epochs, dedup expiry); nil means
 	// time.Now.
 	Now func() time.Time
@@ -87,6 +102,12 @@ var (
 	// restarted with a new epoch. It wraps ErrTooSlow, so the edge closes
 	// with 4010 and the client resumes, getting a Reset.
 	ErrRoomRestarted = fmt.Errorf("%w: room restarted with a new epoch", ErrTooSlow)
+	// ErrRoomMoved is returned by Pull once a subscription on this node
+	// has pulled everything the room had here and the room was handed
+	// over to another home in the same epoch (a planned move: this node
+	// leaves, or a joining node won the room). It wraps ErrTooSlow: the
+	// client resumes from its position and continues without Reset.
+	ErrRoomMoved = fmt.Errorf("%w: room moved to another home", ErrTooSlow)
 )
 
 // withDefaults validates cfg and returns it with defaults filled in.
@@ -103,6 +124,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("router config: PeerTimeout or PeerQueue is negative")
 	case cfg.DedupMemory < 0:
 		return cfg, fmt.Errorf("router config: DedupMemory %d is negative", cfg.DedupMemory)
+	case cfg.EventInterval < 0:
+		return cfg, fmt.Errorf("router config: EventInterval %v is negative", cfg.EventInterval)
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = "local"
@@ -121,6 +144,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.PeerQueue == 0 {
 		cfg.PeerQueue = DefaultPeerQueue
+	}
+	switch {
+	case cfg.PresenceGrace == 0:
+		cfg.PresenceGrace = DefaultPresenceGrace
+	case cfg.PresenceGrace < 0:
+		cfg.PresenceGrace = 0
+	}
+	if cfg.EventInterval == 0 {
+		cfg.EventInterval = DefaultEventInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

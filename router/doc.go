@@ -56,10 +56,45 @@
 //   - Fan-out is direct: the home pushes each message once to every
 //     interested node (cross-region relaying is not done yet).
 //
-// When membership changes, only rooms whose home changed are touched: the
-// old room object ends (its subscribers get ErrRoomRestarted after
-// pulling what they have, and resume), and the new home starts the room
-// with a new epoch, since logs are not handed over yet (MembersChanged).
+// When membership changes, only rooms whose home changed are touched
+// (MembersChanged). A planned move keeps the room's epoch:
+//
+//   - Leaving: on drain the node calls Handoff before mesh.Leave. It tells
+//     every peer it leaves (they place rooms without it from then on),
+//     then freezes each of its rooms, waits for the room's in-flight
+//     publishes to be durable and sends the new home a handoff frame:
+//     epoch, head, the newest messages (up to RingSize and
+//     MaxHistoryLimit, what fits in one frame) and the idempotency keys
+//     still in the window. The new home writes them to its wal (SetEpoch,
+//     then the records at their seqs) and serves the room from head+1 in
+//     the same epoch.
+//   - Joining: a node that sees a new member hands over, the same way,
+//     the rooms the new member wins, then says so (handedOver frame).
+//   - A node that becomes a room's home does not load or start the room
+//     while the room's previous home (the winner without this node) may
+//     still hand it over: until that node's handoff or handedOver arrives,
+//     it leaves the mesh, or 6 PeerTimeouts pass. Publishes meanwhile wait
+//     (local ones, up to PeerTimeout) or are answered "retry" and re-sent
+//     by the forwarding node; so are publishes that reach the old home
+//     after it stopped sequencing the room. Only when the previous home is
+//     truly gone (crash, or the handoff failed) does the room start a new
+//     epoch, as before.
+//   - Replicas on other nodes re-register their interest at the new home
+//     and continue the same stream; what the old home did not push is
+//     fetched from the new one. Subscriptions on the old home itself (and
+//     a replica on the new home) end with ErrRoomMoved: the client
+//     resumes from its position, without Reset.
+//   - History: the new home has the handed-over messages only; older
+//     messages stay in the old home's wal and are not served any more.
+//     Keys beyond the old home's memory (DedupMemory) or the frame budget
+//     are not handed over. Rooms recovered from the wal at start and not
+//     used since are not handed over (they may be stale). After several
+//     membership changes in a row, only the runner-up is waited for.
+//     Per-publisher order of pipelined publishes that were re-sent during
+//     a move is not kept (each is acked with its real position).
+//
+// When a home dies, its rooms restart on their new homes with a new epoch
+// (their subscribers get ErrRoomRestarted, and a Reset on resume).
 //
 // Wiring: the mesh takes its Handler and OnChange at mesh.New, before the
 // router exists; MeshHooks bridges them.

@@ -40,7 +40,7 @@ func (r *Router) History(ctx context.Context, room string, q HistoryQuery) (epoc
 	if home := r.homeOf(room); home != "" {
 		return r.remoteHistory(ctx, home, room, q)
 	}
-	rm, err := r.room(room)
+	rm, err := r.roomWait(ctx, room)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -9,49 +9,116 @@ import (
 // MembersChanged adopts a new member list (the mesh OnChange, through
 // MeshHooks). Only rooms whose home changed are touched:
 //
-//   - a room homed here that now belongs to another node leaves memory
-//     (and the dormant set): its subscribers pull what they have, then get
-//     ErrRoomRestarted and resume through the new home. If the room comes
-//     back here later it starts a new epoch, since this node cannot know
-//     what the other home sequenced meanwhile;
-//   - a replica whose home changed (the home died, or another node won
-//     the room) ends the same way; the subscribers' resume registers
-//     interest at the new home, which starts the room with a new epoch
-//     (its log was not handed over), so Since there gives Reset;
+//   - a room held here (in memory or dormant) that a live node now wins
+//     is handed over to it, keeping its epoch (see Handoff for what moves);
+//     its local subscribers pull what they have, then get ErrRoomMoved and
+//     resume (without Reset) through the new home. Publishes to it wait
+//     for the handoff, then go to the new home;
+//   - to every member that appeared, this node then says it handed over
+//     all it owed it (the handedOver frame). Rooms this node now wins from
+//     a live member wait for that member's handoff (or its handedOver, or
+//     its departure) before they load or start: only a room whose previous
+//     home is gone starts a new epoch;
+//   - a replica whose home moved to a live node in a planned move
+//     re-registers its interest at the new home and continues the same
+//     stream (gaps fetched from the new home); one whose home died ends
+//     (its subscribers get ErrRoomRestarted and resume, with Reset);
 //   - interest of peers that are gone is dropped, calls waiting for them
 //     fail with ErrUnavailable, and their fan-out queues stop.
-//
-// Planned handoff (keeping the epoch when a node leaves or joins) is not
-// done yet.
 func (r *Router) MembersChanged(ms []mesh.Member) {
 	if r.mesh == nil || r.closed.Load() {
 		return
 	}
-	nv := newView(ms)
-	r.view.Store(nv)
-	gone := func(id mesh.NodeID) bool { return !nv.live[id] }
-
-	var moved []*room
-	var reps []*replica
-	r.mu.Lock()
-	dropped := 0
-	for name, rm := range r.active {
-		if !r.isHome(name) {
-			delete(r.active, name)
-			moved = append(moved, rm)
+	r.viewMu.Lock()
+	old := r.view.Load()
+	present := make(map[mesh.NodeID]bool, len(ms))
+	for _, m := range ms {
+		present[m.ID] = true
+	}
+	for id := range r.leaving {
+		if id != r.self && !present[id] {
+			delete(r.leaving, id)
 		}
 	}
-	for name := range r.dormant {
-		if !r.isHome(name) {
-			delete(r.dormant, name)
-			dropped++
+	var appeared []mesh.NodeID
+	for _, m := range ms {
+		if m.ID != r.self && !old.live[m.ID] {
+			appeared = append(appeared, m.ID)
+			r.expect.open(m.ID) // before the view that may make its rooms ours
 		}
+	}
+	for id := range old.live {
+		if !present[id] {
+			r.expect.close(id) // gone: what it did not hand over starts anew
+		}
+	}
+	nv := newView(ms, r.self, r.leaving)
+	ch := r.applyViewLocked(old, nv)
+	r.viewMu.Unlock()
+
+	gone := func(id mesh.NodeID) bool { return !nv.live[id] }
+	r.calls.failPeers(gone, fmt.Errorf("%w: the room's home left the mesh", ErrUnavailable))
+	r.dropSenders(gone)
+	if len(ch.moved) > 0 || len(appeared) > 0 {
+		r.spawn(func() {
+			r.handOver(r.ctx, ch.moved)
+			r.sendHandedOver(r.ctx, appeared)
+		})
+	}
+	r.logger.Info().Int("members", len(ms)).Int("rooms_moved", len(ch.moved)+ch.dropped).Int("replicas_ended", ch.ended).Int("replicas_rehomed", ch.rehomed).Msg("membership changed")
+}
+
+// viewChange is what applyViewLocked found to do.
+type viewChange struct {
+	moved          []movedRoom // rooms to hand over, frozen
+	dropped        int         // recovered dormant rooms dropped
+	ended, rehomed int         // replicas
+}
+
+// applyViewLocked installs nv and moves what it moves: home rooms that
+// are no longer homed here are taken out of the maps and frozen (the
+// caller hands them over), replicas are re-registered or ended, interest
+// of gone peers is dropped. The caller holds r.viewMu.
+func (r *Router) applyViewLocked(old, nv *view) viewChange {
+	r.view.Store(nv)
+	var ch viewChange
+	var ended []*replica
+	type rehoming struct {
+		rep *replica
+		to  mesh.NodeID
+	}
+	var rehome []rehoming
+	r.mu.Lock()
+	for name, rm := range r.active {
+		if to := r.homeOf(name); to != "" {
+			delete(r.active, name)
+			ch.moved = append(ch.moved, movedRoom{name: name, to: to, rm: rm})
+		}
+	}
+	for name, d := range r.dormant {
+		to := r.homeOf(name)
+		if to == "" {
+			continue
+		}
+		delete(r.dormant, name)
+		if d.recovered {
+			ch.dropped++
+			continue
+		}
+		ch.moved = append(ch.moved, movedRoom{name: name, to: to, d: d})
 	}
 	for name, rep := range r.replicas {
-		if r.homeOf(name) != rep.home {
-			delete(r.replicas, name)
-			reps = append(reps, rep)
+		from, to := rep.homeID(), r.homeOf(name)
+		if to == from {
+			continue
 		}
+		if to != "" && nv.live[from] && rep.rm != nil {
+			// A planned move (the home hands the room over): follow it.
+			rehome = append(rehome, rehoming{rep, to})
+			continue
+		}
+		delete(r.replicas, name)
+		ended = append(ended, rep)
 	}
 	homed := make([]*room, 0, len(r.active))
 	for _, rm := range r.active {
@@ -60,22 +127,30 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 	r.metrics.rooms.Set(float64(len(r.active)))
 	r.mu.Unlock()
 
-	for _, rm := range moved {
-		rm.end()
+	for _, mv := range ch.moved {
+		if mv.rm != nil {
+			mv.rm.freeze()
+		}
 	}
-	for _, rep := range reps {
-		rep.end()
+	for _, rep := range ended {
+		// Its home died (or this node won the room): the epoch may not
+		// survive; subscribers resume and are reset if it did not.
+		rep.end(nv.live[rep.homeID()])
 	}
+	for _, rh := range rehome {
+		if r.spawn(func() { r.rehome(rh.rep, rh.to) }) {
+			ch.rehomed++
+		}
+	}
+	ch.ended = len(ended)
 	for _, rm := range homed {
 		rm.subsMu.Lock()
 		for p := range rm.interest {
-			if gone(p) {
+			if !nv.live[p] {
 				delete(rm.interest, p)
 			}
 		}
 		rm.subsMu.Unlock()
 	}
-	r.calls.failPeers(gone, fmt.Errorf("%w: the room's home left the mesh", ErrUnavailable))
-	r.dropSenders(gone)
-	r.logger.Info().Int("members", len(ms)).Int("rooms_moved", len(moved)+dropped).Int("replicas_ended", len(reps)).Msg("membership changed")
+	return ch
 }

@@ -199,6 +199,8 @@ func codeError(peer mesh.NodeID, c peerCode) error {
 		return fmt.Errorf("%w: %s is not the room's home in its view", ErrUnavailable, peer)
 	case codeUnavailable:
 		return fmt.Errorf("%w: %s cannot serve the room now", ErrUnavailable, peer)
+	case codeRetry:
+		return fmt.Errorf("%w: the room is moving to %s", ErrUnavailable, peer)
 	default:
 		return fmt.Errorf("router: %s failed the request (code %d)", peer, c)
 	}
@@ -308,7 +310,7 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 	if r.closed.Load() || len(frame) == 0 {
 		return
 	}
-	if frame[0] == peerFetchReply || frame[0] == peerMsg {
+	if frame[0] == peerFetchReply || frame[0] == peerMsg || frame[0] == peerHandoff {
 		// Their messages outlive the call: one copy, shared by them all.
 		frame = bytes.Clone(frame)
 	}
@@ -329,6 +331,13 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 		r.serveFetch(from, &f)
 	case peerMsg:
 		r.receiveMsg(from, &f)
+	case peerHandoff:
+		r.serveHandoff(from, &f)
+	case peerLeaving:
+		r.serveLeaving(from, &f)
+	case peerHandedOver:
+		r.expect.close(from)
+		r.reply(from, string(f.Room), appendReply(nil, string(f.Room), 0, f.Req, codeOK, 0, 0, 0, 0))
 	case peerReply, peerFetchReply:
 		c := r.calls.takeFrom(f.Req, from)
 		if c == nil {
@@ -364,6 +373,8 @@ func peerCodeOf(err error) peerCode {
 		return codeOK
 	case errors.Is(err, errNotHome):
 		return codeNotHome
+	case errors.As(err, new(*waitError)):
+		return codeRetry
 	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled):
 		return codeUnavailable
 	default:

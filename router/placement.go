@@ -93,14 +93,28 @@ func rendezvousWeight(room string, node mesh.NodeID) uint64 {
 // view is the router's snapshot of the live members, replaced whole on
 // every membership change (read lock-free on the hot path).
 type view struct {
-	members []mesh.Member
+	members []mesh.Member // live members, as the mesh lists them
 	live    map[mesh.NodeID]bool
+	// placed are the members rooms are homed on: members minus the nodes
+	// handing their rooms over before leaving (Handoff).
+	placed []mesh.Member
+	// others are the members minus this node, leaving ones included: the
+	// home a room would have without this node, which is where it was
+	// before this node won it (see Router.prevHome).
+	others []mesh.Member
 }
 
-func newView(ms []mesh.Member) *view {
+// newView builds a view of ms in which the nodes of leaving hold no room.
+func newView(ms []mesh.Member, self mesh.NodeID, leaving map[mesh.NodeID]bool) *view {
 	v := &view{members: ms, live: make(map[mesh.NodeID]bool, len(ms))}
 	for _, m := range ms {
 		v.live[m.ID] = true
+		if !leaving[m.ID] {
+			v.placed = append(v.placed, m)
+		}
+		if m.ID != self {
+			v.others = append(v.others, m)
+		}
 	}
 	return v
 }
@@ -122,7 +136,7 @@ func (r *Router) homeOf(room string) mesh.NodeID {
 		return ""
 	}
 	v := r.view.Load()
-	h := Home(room, r.cfg.Placement.Region(room), v.members)
+	h := Home(room, r.cfg.Placement.Region(room), v.placed)
 	if h == r.self || h == "" {
 		return ""
 	}
@@ -131,3 +145,11 @@ func (r *Router) homeOf(room string) mesh.NodeID {
 
 // isHome reports whether this node orders room's messages.
 func (r *Router) isHome(room string) bool { return r.homeOf(room) == "" }
+
+// prevHome returns the node that would be room's home without this node
+// ("" if none): after a planned change made this node the home, that is
+// the node that held the room (a member that joined takes rooms from the
+// runner-up; a leaving member is the runner-up of the rooms it gives up).
+func (r *Router) prevHome(room string) mesh.NodeID {
+	return Home(room, r.cfg.Placement.Region(room), r.view.Load().others)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/arena-mesh/arena/wal"
 )
@@ -148,15 +149,78 @@ func (r *Router) Publish(ctx context.Context, req PublishRequest) (Ack, error) {
 // durable), or with the error that prevented durability (ErrClosed,
 // ErrUnavailable, or a wal failure). ctx bounds only the call itself, not
 // the wait for done. See DoneFunc for what done may do.
+//
+// While the room moves between homes (a planned handoff), the publish
+// waits for the move to end, at most PeerTimeout and until ctx ends, and
+// then goes to the new home; past that it fails with ErrUnavailable.
 func (r *Router) PublishAsync(ctx context.Context, req PublishRequest, done DoneFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if home := r.homeOf(req.Room); home != "" {
-		return r.forwardPublish(ctx, home, req, done)
-	}
-	return r.publishLocal(req, done)
+	return r.route(ctx, req, done, time.Now().Add(r.cfg.PeerTimeout))
 }
+
+// retryInterval is how long a publish that found its room between homes
+// waits before it is routed again (when there is nothing to wait on).
+const retryInterval = 20 * time.Millisecond
+
+// route sends req to the room's home (here, or forwarded), waiting until
+// deadline while the room moves. It returns an error only if done will not
+// be called.
+func (r *Router) route(ctx context.Context, req PublishRequest, done DoneFunc, deadline time.Time) error {
+	for {
+		if home := r.homeOf(req.Room); home != "" {
+			return r.forwardPublish(ctx, home, req, done, deadline)
+		}
+		err := r.publishLocal(req, done)
+		var w *waitError
+		var ch <-chan struct{}
+		switch {
+		case errors.As(err, &w):
+			ch = w.ch
+		case errors.Is(err, errNotHome):
+			// The view changed under us: route again.
+		default:
+			return err
+		}
+		if err := r.waitUntil(ctx, ch, deadline); err != nil {
+			return fmt.Errorf("%w: room %q is moving between homes: %w", ErrUnavailable, req.Room, err)
+		}
+	}
+}
+
+// waitUntil waits for ch to close (or retryInterval when ch is nil), and
+// fails once deadline passed or ctx ended.
+func (r *Router) waitUntil(ctx context.Context, ch <-chan struct{}, deadline time.Time) error {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return context.DeadlineExceeded
+	}
+	if ch == nil {
+		d = min(d, retryInterval)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		if ch == nil && time.Now().Before(deadline) {
+			return nil
+		}
+		return context.DeadlineExceeded
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.stop:
+		return ErrClosed
+	}
+}
+
+// waitError says a room cannot take the request now because it is moving
+// between homes; ch closes when the move has ended (or given up).
+type waitError struct{ ch <-chan struct{} }
+
+func (*waitError) Error() string { return "room is moving between homes" }
 
 // publishLocal is PublishAsync on the room's home.
 func (r *Router) publishLocal(req PublishRequest, done DoneFunc) error {
@@ -189,6 +253,9 @@ func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, e
 	}
 	if r.closed.Load() {
 		return Ack{}, false, ErrClosed
+	}
+	if rm.moving != nil {
+		return Ack{}, false, &waitError{ch: rm.moving}
 	}
 	t := r.cfg.Now()
 	rm.lastActive.Store(t.UnixNano())

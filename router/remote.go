@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/arena-mesh/arena/mesh"
 )
@@ -13,8 +14,10 @@ import (
 // to the home (key = room, so the home sequences one caller's frames in
 // send order) and returns; done gets the home's ack, durable there, or
 // ErrUnavailable when none comes within PeerTimeout. Dedup and sequencing
-// happen on the home.
-func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req PublishRequest, done DoneFunc) error {
+// happen on the home. A home that answers that the room is not (or not
+// yet) its own, because the room is moving, gets the publish routed
+// again, from a goroutine, until deadline.
+func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req PublishRequest, done DoneFunc, deadline time.Time) error {
 	var epoch uint64 // our view of the room's epoch, if we mirror it
 	r.mu.RLock()
 	if rep := r.replicas[req.Room]; rep != nil && rep.rm != nil {
@@ -25,6 +28,12 @@ func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req Publi
 	size := 16 + 4*10 + len(req.Room) + len(req.From) + len(req.Key) + len(req.Data)
 	frame := appendPublish(make([]byte, 0, size), req.Room, epoch, id, req.From, req.Key, req.Data)
 	onReply := func(res callResult) {
+		if res.err == nil && (res.f.Code == codeNotHome || res.f.Code == codeRetry) && time.Now().Before(deadline) {
+			// The room is moving: route it again once views settle.
+			if r.spawn(func() { r.reroute(req, done, deadline) }) {
+				return
+			}
+		}
 		if res.err == nil {
 			res.err = codeError(home, res.f.Code)
 		}
@@ -59,6 +68,18 @@ func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req Publi
 		return ctx.Err()
 	}
 	return fmt.Errorf("%w: send to %s: %w", ErrUnavailable, home, err)
+}
+
+// reroute routes a forwarded publish again after its home answered that
+// the room is moving. It runs on its own goroutine.
+func (r *Router) reroute(req PublishRequest, done DoneFunc, deadline time.Time) {
+	if err := r.waitUntil(r.ctx, nil, deadline); err != nil {
+		done(Ack{}, fmt.Errorf("%w: room %q is moving between homes", ErrUnavailable, req.Room))
+		return
+	}
+	if err := r.route(r.ctx, req, done, deadline); err != nil {
+		done(Ack{}, err)
+	}
 }
 
 // remoteHead returns the head of a room homed on home (creating it there

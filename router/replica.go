@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/arena-mesh/arena/mesh"
@@ -15,9 +16,12 @@ import (
 // connection, or dropped by a full fan-out queue) are detected by seq and
 // filled by fetching from the home.
 type replica struct {
-	name  string
-	home  mesh.NodeID
-	token uint64        // the interest's token (and its request id)
+	name string
+	// home and token change when a planned move re-registers the
+	// interest at the room's new home (rehome); read them with homeID
+	// and tokenID.
+	home  atomic.Pointer[mesh.NodeID]
+	token atomic.Uint64 // the interest's token (and its request id)
 	ready chan struct{} // closed once rm or err is set
 
 	rm  *room // set before ready is closed, on success
@@ -31,6 +35,17 @@ type replica struct {
 	ended     bool
 }
 
+// newReplica returns a replica of room name homed on home, not registered yet.
+func (r *Router) newReplica(name string, home mesh.NodeID) *replica {
+	rep := &replica{name: name, ready: make(chan struct{})}
+	rep.home.Store(&home)
+	rep.token.Store(r.nextReq.Add(1))
+	return rep
+}
+
+// homeID returns the node the replica mirrors.
+func (rep *replica) homeID() mesh.NodeID { return *rep.home.Load() }
+
 // replicaFor returns the replica of room name homed on home, registering
 // interest at home if there is none yet.
 func (r *Router) replicaFor(ctx context.Context, name string, home mesh.NodeID) (*replica, error) {
@@ -40,12 +55,12 @@ func (r *Router) replicaFor(ctx context.Context, name string, home mesh.NodeID) 
 		}
 		r.mu.Lock()
 		rep := r.replicas[name]
-		if rep != nil && (rep.home != home || rep.rm != nil && rep.rm.evicted.Load()) {
+		if rep != nil && (rep.homeID() != home || rep.rm != nil && rep.rm.evicted.Load()) {
 			delete(r.replicas, name) // on its way out; start anew
 			rep = nil
 		}
 		if rep == nil {
-			rep = &replica{name: name, home: home, token: r.nextReq.Add(1), ready: make(chan struct{})}
+			rep = r.newReplica(name, home)
 			r.replicas[name] = rep
 			r.mu.Unlock()
 			// Not with ctx: other subscribers may wait for this registration.
@@ -71,10 +86,11 @@ func (r *Router) replicaFor(ctx context.Context, name string, home mesh.NodeID) 
 // registerReplica asks rep's home for interest and sets up rep's room at the
 // home's head.
 func (r *Router) registerReplica(rep *replica) {
-	frame := appendInterest(nil, peerInterest, rep.name, 0, rep.token)
-	res, err := r.call(r.ctx, rep.home, rep.name, rep.token, frame)
+	home, token := rep.homeID(), rep.token.Load()
+	frame := appendInterest(nil, peerInterest, rep.name, 0, token)
+	res, err := r.call(r.ctx, home, rep.name, token, frame)
 	if err == nil {
-		err = codeError(rep.home, res.f.Code)
+		err = codeError(home, res.f.Code)
 	}
 	if err != nil {
 		rep.err = err
@@ -99,12 +115,12 @@ func (r *Router) registerReplica(rep *replica) {
 	rep.mu.Unlock()
 	close(rep.ready)
 	if ended {
-		rm.end()
+		rm.end(false)
 	}
 	if start {
 		r.spawn(func() { r.repair(rep) })
 	}
-	r.logger.Debug().Str("room", rep.name).Str("peer", string(rep.home)).Uint64("epoch", rm.epoch).Msg("interest registered")
+	r.logger.Debug().Str("room", rep.name).Str("peer", string(home)).Uint64("epoch", rm.epoch).Msg("interest registered")
 }
 
 // receiveMsg applies a message pushed by a room's home.
@@ -112,7 +128,7 @@ func (r *Router) receiveMsg(from mesh.NodeID, f *peerFrame) {
 	r.mu.RLock()
 	rep := r.replicas[string(f.Room)]
 	r.mu.RUnlock()
-	if rep == nil || rep.home != from {
+	if rep == nil || rep.homeID() != from {
 		return // no longer interested, or not from the home we know
 	}
 	m := &Message{
@@ -192,7 +208,7 @@ func (r *Router) repair(rep *replica) {
 		}
 		rep.mu.Unlock()
 		r.metrics.repairs.Inc()
-		res, err := r.fetch(r.ctx, rep.home, rep.name, rm.epoch, fetchAfter, head, int(min(target-head, maxFetchMsgs)))
+		res, err := r.fetch(r.ctx, rep.homeID(), rep.name, rm.epoch, fetchAfter, head, int(min(target-head, maxFetchMsgs)))
 		if err == nil && res.f.Code == codeOK && len(res.msgs) > 0 {
 			rep.mu.Lock()
 			for _, m := range res.msgs {
@@ -227,18 +243,18 @@ func (r *Router) restartReplica(rep *replica) {
 		delete(r.replicas, rep.name)
 	}
 	r.mu.Unlock()
-	rep.end()
+	rep.end(false)
 }
 
-// end marks rep ended and ends its room.
-func (rep *replica) end() {
+// end marks rep ended and ends its room (moved: see room.end).
+func (rep *replica) end(moved bool) {
 	rep.mu.Lock()
 	rep.ended = true
 	rep.pending, rep.early = nil, nil
 	rm := rep.rm
 	rep.mu.Unlock()
 	if rm != nil {
-		rm.end()
+		rm.end(moved)
 	}
 }
 
@@ -255,7 +271,7 @@ func (r *Router) dropReplica(rm *room) {
 	rep.ended = true
 	rep.pending = nil
 	rep.mu.Unlock()
-	r.enqueue(rep.home, rep.name, appendInterest(nil, peerDrop, rep.name, rm.epoch, rep.token))
+	r.enqueue(rep.homeID(), rep.name, appendInterest(nil, peerDrop, rep.name, rm.epoch, rep.token.Load()))
 }
 
 // fetch asks home for messages of room (see the fetch frame).

@@ -19,8 +19,12 @@ type room struct {
 	epoch uint64 // fixed for the room's life in memory
 	r     *Router
 
-	mu  sync.Mutex // guards seq; held across wal.Append so that enqueue order is seq order
+	mu  sync.Mutex // guards seq, moving; held across wal.Append so that enqueue order is seq order
 	seq *sequencer
+	// moving is set once the room is being handed to its new home: no
+	// publish is sequenced here any more; it is closed when the handoff
+	// ended, and the waiting publishers go to the new home.
+	moving chan struct{}
 
 	// evicted is set (under mu and subsMu) when the room leaves memory;
 	// whoever finds it set looks the room up again.
@@ -49,6 +53,9 @@ type room struct {
 	// (the room moved to another home, or its home restarted it): Pull
 	// returns ErrRoomRestarted once a subscription has pulled the rest.
 	ended atomic.Bool
+	// moved is set with ended when the room moved to another home in the
+	// same epoch (a planned move): Pull then returns ErrRoomMoved.
+	moved atomic.Bool
 }
 
 // newRoom returns a room in epoch whose last written (and assigned) seq is head.
@@ -89,13 +96,15 @@ func (rm *room) written(m *Message) {
 }
 
 // end marks the room's epoch over on this node and wakes every
-// subscription so that it pulls the rest and then gets ErrRoomRestarted.
-// The caller has removed the room from the router's maps.
-func (rm *room) end() {
+// subscription so that it pulls the rest and then gets ErrRoomRestarted
+// (ErrRoomMoved if moved). The caller has removed the room from the
+// router's maps.
+func (rm *room) end(moved bool) {
 	if rm.rep == nil {
 		rm.mu.Lock() // publishes check evicted under mu
 		defer rm.mu.Unlock()
 	}
+	rm.moved.Store(moved)
 	rm.subsMu.Lock()
 	rm.evicted.Store(true)
 	rm.ended.Store(true)

@@ -38,6 +38,14 @@ type Router struct {
 	calls   callTable
 	senders senderTable
 
+	ev events // presence and receipts (events.go); started on first use
+
+	// viewMu serializes view changes (MembersChanged, leaving notices,
+	// Handoff) and guards leaving.
+	viewMu  sync.Mutex
+	leaving map[mesh.NodeID]bool // nodes handing their rooms over before leaving (self after Handoff)
+	expect  expectTable          // peers whose handoffs this node still waits for
+
 	ctx    context.Context // canceled by Close; bounds peer goroutines
 	cancel context.CancelFunc
 
@@ -54,6 +62,10 @@ type Router struct {
 type dormantRoom struct {
 	epoch, head uint64
 	lookupUntil time.Time // see sequencer.lookupUntil
+	// recovered: read from the wal at New, not used since. Such a room
+	// may be stale (another node may have homed it meanwhile), so it is
+	// never handed over, only dropped when it moves.
+	recovered bool
 }
 
 // New returns a Router that recovers every room's (epoch, head) from cfg.Log.
@@ -86,18 +98,31 @@ func New(cfg Config) (*Router, error) {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.calls.init()
 	r.senders.init()
-	r.view.Store(newView(nil))
+	r.leaving = make(map[mesh.NodeID]bool)
+	r.expect.init(r.expectTimeout())
+	r.view.Store(newView(nil, "", nil))
+	var peers []mesh.NodeID
 	if r.mesh != nil {
 		r.self = r.mesh.LocalID()
-		r.view.Store(newView(r.mesh.Members()))
+		nv := newView(r.mesh.Members(), r.self, nil)
+		for _, m := range nv.others {
+			// Rooms they held that this node now wins come by handoff.
+			r.expect.open(m.ID)
+			peers = append(peers, m.ID)
+		}
+		r.view.Store(nv)
 	}
 	// Keys used before the restart are unknown to memory: until the window
 	// since now has passed, a miss must look in the wal.
 	lookupUntil := cfg.Now().Add(cfg.DedupWindow)
 	for _, st := range states {
-		r.dormant[st.Room] = dormantRoom{epoch: st.Epoch, head: st.Head, lookupUntil: lookupUntil}
+		r.dormant[st.Room] = dormantRoom{epoch: st.Epoch, head: st.Head, lookupUntil: lookupUntil, recovered: true}
 	}
 	r.spawn(r.evictLoop)
+	if len(peers) > 0 {
+		// This node holds no room they may now win: say so.
+		r.spawn(func() { r.sendHandedOver(r.ctx, peers) })
+	}
 	r.logger.Info().Int("rooms", len(states)).Msg("router started")
 	return r, nil
 }
@@ -115,6 +140,7 @@ func (r *Router) Close() error {
 		close(r.stop)
 		r.cancel()
 		r.calls.failAll(ErrClosed)
+		r.expect.stop()
 		r.wg.Wait()
 		r.logger.Info().Msg("router closed")
 	})
@@ -127,17 +153,40 @@ func (r *Router) Head(name string) (Position, error) {
 	if home := r.homeOf(name); home != "" {
 		return r.remoteHead(r.ctx, home, name)
 	}
-	rm, err := r.room(name)
+	ctx, cancel := r.peerTimeoutCtx()
+	defer cancel()
+	rm, err := r.roomWait(ctx, name)
 	if err != nil {
 		return Position{}, err
 	}
 	return Position{Epoch: rm.epoch, Seq: rm.ring.Head()}, nil
 }
 
+// roomWait is room, waiting (until ctx ends) while the room is on its way
+// here from its previous home.
+func (r *Router) roomWait(ctx context.Context, name string) (*room, error) {
+	for {
+		rm, err := r.room(name)
+		var w *waitError
+		if !errors.As(err, &w) {
+			return rm, err
+		}
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: room %q is still moving here: %w", ErrUnavailable, name, ctx.Err())
+		case <-r.stop:
+			return nil, ErrClosed
+		}
+	}
+}
+
 // room returns the room named name, loading it if dormant and creating it
 // (with a new epoch, recorded in the wal) if unknown. The returned room may
 // be evicted concurrently; callers that need it check room.evicted under
-// the relevant lock and call room again.
+// the relevant lock and call room again. While the node that held the room
+// before this node won it may still hand it over, room does not load or
+// create it and returns a *waitError instead (see roomWait).
 func (r *Router) room(name string) (*room, error) {
 	if r.closed.Load() {
 		return nil, ErrClosed
@@ -150,6 +199,11 @@ func (r *Router) room(name string) (*room, error) {
 	r.mu.RUnlock()
 	if rm != nil && !rm.evicted.Load() {
 		return rm, nil
+	}
+	if prev := r.prevHome(name); prev != "" {
+		if ch := r.expect.pending(prev); ch != nil {
+			return nil, &waitError{ch: ch}
+		}
 	}
 
 	r.mu.Lock()

@@ -164,3 +164,25 @@ func (s *sequencer) popOldest() keyUse {
 
 // memoryKeys is how many keys are held in memory (for tests).
 func (s *sequencer) memoryKeys() int { return len(s.keys) }
+
+// liveKeys returns the keys held in memory that are still in the window
+// at now, oldest first: what a planned move hands to the room's new home.
+func (s *sequencer) liveKeys(now time.Time) []keyUse {
+	s.expire(now)
+	out := make([]keyUse, 0, len(s.keys))
+	for _, u := range s.queue[s.qhead:] {
+		if o, ok := s.keys[u.key]; ok && o.Seq == u.seq {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// adopt remembers keys handed over by the room's previous home (oldest
+// first, of this sequencer's epoch), as if they had been used here.
+func (s *sequencer) adopt(keys []keyUse, now time.Time) {
+	for _, u := range keys {
+		s.remember(u.key, origin{Epoch: s.epoch, Seq: u.seq, TS: u.ts}, now)
+	}
+	s.expire(now)
+}

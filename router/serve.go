@@ -56,8 +56,10 @@ func (r *Router) serveInterest(from mesh.NodeID, f *peerFrame) {
 }
 
 func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch, head, first uint64, err error) {
+	ctx, cancel := r.peerTimeoutCtx()
+	defer cancel()
 	for {
-		rm, err := r.room(name)
+		rm, err := r.roomWait(ctx, name)
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -102,7 +104,9 @@ func (r *Router) serveFetch(from mesh.NodeID, f *peerFrame) {
 	room, epoch, req := string(f.Room), f.Epoch, f.Req
 	mode, seq, limit := f.Mode, f.Seq, int(f.Limit)
 	r.spawn(func() {
-		rm, err := r.room(room)
+		ctx, cancel := r.peerTimeoutCtx()
+		rm, err := r.roomWait(ctx, room)
+		cancel()
 		if err != nil {
 			r.reply(from, room, fetchFailure(room, 0, req, peerCodeOf(err), 0))
 			return

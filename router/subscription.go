@@ -74,7 +74,7 @@ func (r *Router) Subscribe(ctx context.Context, req SubscribeRequest) (Subscribe
 		return r.subscribeRemote(ctx, home, req)
 	}
 	for {
-		rm, err := r.room(req.Room)
+		rm, err := r.roomWait(ctx, req.Room)
 		if err != nil {
 			return SubscribeResult{}, err
 		}
@@ -185,6 +185,9 @@ func (s *Subscription) Pull(buf []*Message, max int) ([]*Message, error) {
 		cur = buf[len(buf)-1].Seq
 		s.cursor.Store(cur)
 	} else if s.rm.ended.Load() {
+		if s.rm.moved.Load() {
+			return buf, ErrRoomMoved
+		}
 		return buf, ErrRoomRestarted
 	}
 	if cur < head {
@@ -218,7 +221,7 @@ func (s *Subscription) catchUp(buf []*Message, cur uint64, n int) ([]*Message, e
 func (s *Subscription) catchUpRemote(buf []*Message, cur uint64, n int) ([]*Message, error) {
 	rm := s.rm
 	r := rm.r
-	res, err := r.fetch(r.ctx, rm.rep.home, rm.name, s.epoch, fetchAfter, cur, min(n, maxFetchMsgs))
+	res, err := r.fetch(r.ctx, rm.rep.homeID(), rm.name, s.epoch, fetchAfter, cur, min(n, maxFetchMsgs))
 	switch {
 	case err != nil:
 		return buf, fmt.Errorf("%w: catch up room %q from its home: %w", ErrTooSlow, rm.name, err)

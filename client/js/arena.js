@@ -395,7 +395,7 @@ export class Arena extends Emitter {
     this._outbox = [];
     this._flushQueued = false;
     this._redirect = []; // edges from the last reconnect frame
-    this._timers = new Set();
+    this._timers = new Set(); // the end functions of pending _sleep calls
     this._keepTimer = null;
     this._lastRead = 0;
     this._newReady();
@@ -730,7 +730,7 @@ export class Arena extends Emitter {
         // not a URL
       }
     };
-    for (const e of this._redirect) if (wsURL(e) !== url) add(e);
+    for (const e of this._redirect) if (e !== url && safeWS(e) !== url) add(e);
     const i = this.edges.indexOf(url);
     for (let k = 1; k <= this.edges.length; k++) {
       const e = this.edges[(Math.max(i, 0) + k) % this.edges.length];
@@ -743,8 +743,11 @@ export class Arena extends Emitter {
 
   async _reconnect(urls) {
     for (let attempt = 0; !this.closed; attempt++) {
-      await this._sleep(this._backoff(attempt));
-      if (this.closed) return;
+      try {
+        await this._sleep(this._backoff(attempt));
+      } catch {
+        return; // closed
+      }
       const u = urls[attempt % urls.length];
       try {
         await this._dial(u);
@@ -771,23 +774,28 @@ export class Arena extends Emitter {
     return d / 2 + Math.random() * (d / 2);
   }
 
+  // _sleep waits ms; it rejects when signal aborts or the client closes.
   _sleep(ms, signal) {
     return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(this._closedError());
+        return;
+      }
       if (signal && signal.aborted) {
         reject(abortError(signal));
         return;
       }
-      const t = setTimeout(() => {
-        this._timers.delete(t);
-        if (signal) signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      this._timers.add(t);
-      const onAbort = () => {
+      let t = null;
+      const onAbort = () => end(abortError(signal));
+      const end = (err) => {
         clearTimeout(t);
-        this._timers.delete(t);
-        reject(abortError(signal));
+        this._timers.delete(end);
+        if (signal) signal.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
       };
+      t = setTimeout(() => end(null), ms);
+      this._timers.add(end);
       if (signal) signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -821,8 +829,6 @@ export class Arena extends Emitter {
     if (this.closed) return;
     this.closed = true;
     this.error = err;
-    for (const t of this._timers) clearTimeout(t);
-    this._timers.clear();
     this._stopKeepAlive();
     const ws = this._ws;
     this._ws = null;
@@ -837,6 +843,7 @@ export class Arena extends Emitter {
       }
     }
     const closedErr = this._closedError();
+    for (const end of [...this._timers]) end(closedErr);
     this._rejectReadyConn(closedErr);
     const pending = this._pending;
     this._pending = new Map();
@@ -1012,29 +1019,33 @@ export class Arena extends Emitter {
   // the server answers unavailable (unless opts.retry is false), until
   // opts.signal aborts or opts.timeout passes.
   async _call(build, want, opts = {}) {
-    const signal = withTimeout(opts.signal, opts.timeout);
-    for (let attempt = 1; ;) {
-      if (signal && signal.aborted) throw abortError(signal);
-      if (this.closed) throw this._closedError();
-      if (!this._connected) {
-        await raceAbort(this._ready, signal);
-        continue;
-      }
-      try {
-        return await this._once(build, want, signal);
-      } catch (e) {
-        if (e === connLost) continue;
-        if (!(e instanceof ArenaError)) throw e;
-        if (RETRYABLE.has(e.code) && opts.retry !== false) {
-          await this._sleep(this._backoff(attempt++), signal);
+    const { signal, done } = withTimeout(opts.signal, opts.timeout);
+    try {
+      for (let attempt = 1; ;) {
+        if (signal && signal.aborted) throw abortError(signal);
+        if (this.closed) throw this._closedError();
+        if (!this._connected) {
+          await raceAbort(this._ready, signal);
           continue;
         }
-        if (e.code === 'rate_limited' && opts.retryRateLimited) {
-          await this._sleep(e.retryMs || this._backoff(1), signal);
-          continue;
+        try {
+          return await this._once(build, want, signal);
+        } catch (e) {
+          if (e === connLost) continue;
+          if (!(e instanceof ArenaError)) throw e;
+          if (RETRYABLE.has(e.code) && opts.retry !== false) {
+            await this._sleep(this._backoff(attempt++), signal);
+            continue;
+          }
+          if (e.code === 'rate_limited' && opts.retryRateLimited) {
+            await this._sleep(e.retryMs || this._backoff(1), signal);
+            continue;
+          }
+          throw e;
         }
-        throw e;
       }
+    } finally {
+      done();
     }
   }
 
@@ -1043,6 +1054,14 @@ export class Arena extends Emitter {
     if (!Number.isInteger(seq) || seq < 1) throw new ArenaError('bad_request', `${op} needs a seq`);
     this._checkOpen();
     return this._send({ op, room, seq });
+  }
+}
+
+function safeWS(u) {
+  try {
+    return wsURL(u);
+  } catch {
+    return '';
   }
 }
 
@@ -1058,17 +1077,24 @@ function abortError(signal) {
   return new ArenaError('aborted', r && r.message ? r.message : 'aborted');
 }
 
-// withTimeout combines signal and a timeout in ms into one signal.
+// withTimeout combines signal and a timeout in ms into one signal; done
+// releases the timer.
 function withTimeout(signal, ms) {
-  if (!ms) return signal;
+  if (!ms) return { signal, done() {} };
   const ac = new AbortController();
   const t = setTimeout(() => ac.abort(new ArenaError('timeout', `no answer within ${ms} ms`)), ms);
+  const onAbort = () => ac.abort(signal.reason);
   if (signal) {
     if (signal.aborted) ac.abort(signal.reason);
-    else signal.addEventListener('abort', () => ac.abort(signal.reason), { once: true });
+    else signal.addEventListener('abort', onAbort, { once: true });
   }
-  ac.signal.addEventListener('abort', () => clearTimeout(t), { once: true });
-  return ac.signal;
+  return {
+    signal: ac.signal,
+    done() {
+      clearTimeout(t);
+      if (signal) signal.removeEventListener('abort', onAbort);
+    },
+  };
 }
 
 function raceAbort(p, signal) {

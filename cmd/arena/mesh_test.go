@@ -44,17 +44,7 @@ func TestThreeProcessMesh(t *testing.T) {
 	nodes := []*child{a, b, c}
 
 	for _, n := range nodes {
-		waitFor(t, 30*time.Second, "three edges on "+n.addr, func() bool {
-			resp, err := http.Get("http://" + n.addr + "/v1/edges")
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			var body struct {
-				Edges []struct{ Node, Region, URL string } `json:"edges"`
-			}
-			return json.NewDecoder(resp.Body).Decode(&body) == nil && len(body.Edges) == 3
-		})
+		waitEdges(t, n, 3)
 	}
 
 	// The cluster view lists every member and region, from any node.
@@ -165,4 +155,20 @@ func TestThreeProcessMesh(t *testing.T) {
 			}
 		}
 	}
+}
+
+// edgesOf reads GET /v1/edges of n; nil if it does not answer.
+func edgesOf(n *child) []struct{ Node, Region, URL string } {
+	resp, err := http.Get("http://" + n.addr + "/v1/edges")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Edges []struct{ Node, Region, URL string } `json:"edges"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return nil
+	}
+	return body.Edges
 }

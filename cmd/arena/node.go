@@ -235,6 +235,12 @@ func (n *node) gossipLoad(ctx context.Context) {
 	}
 }
 
+// handoffTimeout is the budget for handing rooms over on shutdown: at
+// least 30 s, since a node with many rooms moves them one frame each.
+func handoffTimeout(drain time.Duration) time.Duration {
+	return max(3*drain, 30*time.Second)
+}
+
 // joined reports whether the node has joined the mesh it was told to join
 // (always true for a node with no seeds): /readyz waits for it.
 func (n *node) joined() bool {
@@ -267,12 +273,13 @@ func (n *node) edges() []edge.Edge {
 }
 
 // stop drains and stops the node (STYLE.md's order): stop accepting and
-// send every client a reconnect frame, shut HTTP down, leave the gossip
-// group, stop the router, close QUIC, and close the WAL last so every
-// acknowledged message is on disk. timeout bounds the drain; closing runs
-// regardless.
+// send every client a reconnect frame, shut HTTP down, hand the rooms homed
+// here over to their next homes (same epoch: clients resume with no reset),
+// leave the gossip group, stop the router, close QUIC, and close the WAL
+// last so every acknowledged message is on disk. timeout bounds the client
+// drain and, separately, the handoff; closing runs regardless.
 func (n *node) stop(timeout time.Duration) error {
-	// A fresh context: the caller's is usually already done (a signal).
+	// Fresh contexts: the caller's is usually already done (a signal).
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var errs []error
@@ -282,9 +289,16 @@ func (n *node) stop(timeout time.Duration) error {
 	if err := n.srv.Shutdown(ctx); err != nil {
 		n.logger.Warn().Err(err).Msg("http shutdown incomplete")
 	}
+	hctx, hcancel := context.WithTimeout(context.Background(), handoffTimeout(timeout))
+	defer hcancel()
+	if err := n.rt.Handoff(hctx); err != nil {
+		// Rooms not handed over restart on their new homes with a new
+		// epoch; their clients get a reset. Nothing acked is lost here.
+		n.logger.Warn().Err(err).Msg("handoff incomplete")
+	}
 	n.stopLoad()
 	<-n.loadDone
-	if err := n.mesh.Leave(ctx); err != nil {
+	if err := n.mesh.Leave(hctx); err != nil {
 		n.logger.Warn().Err(err).Msg("leave mesh")
 	}
 	if err := n.edge.Close(); err != nil {

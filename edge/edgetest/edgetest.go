@@ -15,6 +15,7 @@ package edgetest
 import (
 	"context"
 	"crypto/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,6 +44,7 @@ type options struct {
 	wal       []func(*wal.Config)
 	authNow   func() time.Time
 	quietLogs bool
+	mqtt      bool
 }
 
 // WithDev accepts connections without a token (anonymous, full
@@ -85,6 +87,10 @@ func WithAuthClock(now func() time.Time) Option {
 	return func(o *options) { o.authNow = now }
 }
 
+// WithMQTT also serves MQTT (edge.Server.ServeMQTT) on a listener at
+// 127.0.0.1:0, whose address is Node.MQTTAddr (kept across Restart).
+func WithMQTT() Option { return func(o *options) { o.mqtt = true } }
+
 // WithQuietLogs discards the node's logs instead of sending them to
 // t.Log (for benchmarks and fuzzing, where they would swamp the output).
 func WithQuietLogs() Option { return func(o *options) { o.quietLogs = true } }
@@ -99,6 +105,8 @@ type Node struct {
 	Secret []byte
 	// Dir is the data directory, kept across Restart.
 	Dir string
+	// MQTTAddr is the MQTT listener's host:port with WithMQTT, else "".
+	MQTTAddr string
 
 	t    testing.TB
 	opts options
@@ -110,6 +118,7 @@ type Node struct {
 	router   *router.Router
 	server   *edge.Server
 	registry *prometheus.Registry
+	mqttDone chan error // ServeMQTT's result; nil without WithMQTT
 	closed   bool
 }
 
@@ -186,8 +195,25 @@ func (n *Node) open() error {
 		log.Close()
 		return err
 	}
+	var mqttDone chan error
+	if n.opts.mqtt {
+		addr := n.MQTTAddr
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			_ = srv.Close()
+			rt.Close()
+			log.Close()
+			return err
+		}
+		n.MQTTAddr = ln.Addr().String()
+		mqttDone = make(chan error, 1)
+		go func() { mqttDone <- srv.ServeMQTT(ln) }()
+	}
 	n.mu.Lock()
-	n.log, n.router, n.server, n.registry, n.closed = log, rt, srv, reg, false
+	n.log, n.router, n.server, n.registry, n.mqttDone, n.closed = log, rt, srv, reg, mqttDone, false
 	n.mu.Unlock()
 	h := srv.Handler()
 	n.h.Store(&h)
@@ -202,11 +228,17 @@ func (n *Node) stop() {
 		return
 	}
 	n.closed = true
-	srv, rt, log := n.server, n.router, n.log
+	srv, rt, log, mqttDone := n.server, n.router, n.log, n.mqttDone
 	n.mu.Unlock()
 	n.h.Store(nil)
 	if err := srv.Close(); err != nil {
 		n.t.Errorf("edgetest: close edge: %v", err)
+	}
+	if mqttDone != nil {
+		// Close closed the listener, so ServeMQTT has returned or will.
+		if err := <-mqttDone; err != nil {
+			n.t.Errorf("edgetest: serve mqtt: %v", err)
+		}
 	}
 	if err := rt.Close(); err != nil {
 		n.t.Errorf("edgetest: close router: %v", err)

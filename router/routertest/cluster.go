@@ -259,3 +259,32 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		<-tick.C
 	}
 }
+
+// Leave drains node i as SIGTERM does: Router.Handoff, then Mesh.Leave,
+// then closes router, mesh and wal. It returns Handoff's error, after
+// waiting until every other live node has dropped it.
+func (c *Cluster) Leave(i int) error {
+	c.t.Helper()
+	nd := c.Nodes[i]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := nd.Router.Handoff(ctx)
+	if lerr := nd.Mesh.Leave(ctx); lerr != nil {
+		c.t.Errorf("leave mesh of %s: %v", nd.ID, lerr)
+	}
+	nd.dead = true
+	nd.stop()
+	c.WaitConverged()
+	return err
+}
+
+// Join starts one more node, joining a live one, waits until every live
+// node sees it, and returns its index.
+func (c *Cluster) Join() int {
+	c.t.Helper()
+	seed := c.Nodes[c.Live()[0]].Mesh.Addr()
+	nd := c.startNode(len(c.Nodes), seed)
+	c.Nodes = append(c.Nodes, nd)
+	c.WaitConverged()
+	return len(c.Nodes) - 1
+}

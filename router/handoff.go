@@ -1,0 +1,519 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/arena-mesh/arena/mesh"
+	"github.com/arena-mesh/arena/wal"
+)
+
+// Handoff budgets: a handoff is one peer frame, well under the mesh's
+// frame limit. The newest messages and keys that fit are handed over.
+const (
+	handoffMsgBytes = mesh.DefaultMaxFrameSize * 3 / 8
+	handoffKeyBytes = mesh.DefaultMaxFrameSize / 4
+)
+
+// movedRoom is a room this node held that another node now wins: in
+// memory (rm, frozen) or dormant (d).
+type movedRoom struct {
+	name string
+	to   mesh.NodeID
+	rm   *room
+	d    dormantRoom
+}
+
+// freeze stops the room from sequencing: publishes from now on wait for
+// the handoff (see room.moving).
+func (rm *room) freeze() {
+	rm.mu.Lock()
+	if rm.moving == nil {
+		rm.moving = make(chan struct{})
+	}
+	rm.mu.Unlock()
+}
+
+// Handoff hands every room homed on this node over to the node that
+// becomes its home once this one is gone, keeping each room's epoch, and
+// returns once all are handed over (or ctx ended: the rooms not handed
+// over then start a new epoch on their new homes once this node leaves).
+// Call it on drain, after the edge stopped taking clients and before
+// mesh.Leave; the router keeps serving as an edge meanwhile (rooms are
+// forwarded to their new homes).
+//
+// In order: every peer is told that this node leaves (from then on they
+// home its rooms elsewhere, and the new homes hold each such room back
+// until its handoff arrives); each room stops sequencing, its in-flight
+// publishes become durable, and the new home receives its epoch, head,
+// newest messages (up to RingSize and MaxHistoryLimit, what fits in one
+// frame) and live idempotency keys, stores them in its wal and serves the
+// room from head+1 in the same epoch. Publishes that arrive meanwhile wait
+// and then go to the new home. Older history stays in this node's wal
+// only. Handoff is idempotent; without a mesh it does nothing.
+func (r *Router) Handoff(ctx context.Context) error {
+	if r.mesh == nil {
+		return nil
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	r.viewMu.Lock()
+	if r.leaving[r.self] {
+		r.viewMu.Unlock()
+		return nil
+	}
+	var peers []mesh.NodeID
+	for _, m := range r.view.Load().others {
+		peers = append(peers, m.ID)
+	}
+	r.viewMu.Unlock()
+
+	// 1. Everybody places our rooms elsewhere and waits for them.
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			if err := r.notify(ctx, p, peerLeaving); err != nil {
+				r.logger.Warn().Err(err).Str("peer", string(p)).Msg("peer not told of leaving")
+			}
+		})
+	}
+	wg.Wait()
+
+	// 2. So do we.
+	r.viewMu.Lock()
+	r.leaving[r.self] = true
+	old := r.view.Load()
+	ch := r.applyViewLocked(old, newView(old.members, r.self, r.leaving))
+	r.viewMu.Unlock()
+
+	// 3. Hand the rooms over, then tell everyone we are done.
+	failed := r.handOver(ctx, ch.moved)
+	r.sendHandedOver(ctx, peers)
+	r.logger.Info().Int("rooms", len(ch.moved)).Int("failed", failed).Msg("rooms handed over")
+	if failed > 0 {
+		return fmt.Errorf("handoff: %d of %d rooms not handed over: %w", failed, len(ch.moved), ErrUnavailable)
+	}
+	return ctx.Err()
+}
+
+// handOver hands each moved room to its new home and returns how many
+// could not be.
+func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
+	for _, mv := range moved {
+		if err := r.handOverRoom(ctx, mv); err != nil {
+			failed++
+			if r.ctx.Err() == nil {
+				r.logger.Warn().Err(err).Str("room", mv.name).Str("peer", string(mv.to)).Msg("room not handed over")
+			}
+		}
+	}
+	return failed
+}
+
+// handOverRoom hands one room to its new home and ends it here.
+func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
+	epoch, head, until := mv.d.epoch, mv.d.head, mv.d.lookupUntil
+	var keys []keyUse
+	if rm := mv.rm; rm != nil {
+		defer func() {
+			rm.end(err == nil)
+			rm.mu.Lock()
+			close(rm.moving)
+			rm.mu.Unlock()
+		}()
+		// A barrier: its durable callback runs after those of every
+		// publish sequenced before the freeze.
+		barrier := make(chan error, 1)
+		rm.mu.Lock()
+		epoch, until = rm.epoch, rm.seq.lookupUntil
+		keys = rm.seq.liveKeys(r.cfg.Now())
+		err := r.log.SetEpoch(mv.name, rm.epoch, func(err error) { barrier <- err })
+		rm.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("hand over room %q: barrier: %w", mv.name, err)
+		}
+		select {
+		case err := <-barrier:
+			if err != nil {
+				return fmt.Errorf("hand over room %q: barrier: %w", mv.name, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		head = rm.ring.Head()
+	}
+	first, err := r.log.First(mv.name, epoch)
+	if err != nil {
+		return fmt.Errorf("hand over room %q: first retained: %w", mv.name, err)
+	}
+	recs, err := r.log.ReadBefore(mv.name, epoch, head+1, min(r.cfg.RingSize, MaxHistoryLimit))
+	if err != nil {
+		return fmt.Errorf("hand over room %q: read: %w", mv.name, err)
+	}
+	msgs := handoffMessages(messagesFromRecords(nil, recs), head)
+	keys = handoffKeys(keys)
+	var untilMS int64
+	if !until.IsZero() {
+		untilMS = until.UnixMilli()
+	}
+	req := r.nextReq.Add(1)
+	frame := appendHandoff(nil, mv.name, epoch, req, head, first, untilMS, msgs, keys)
+	for {
+		res, err := r.call(ctx, mv.to, mv.name, req, frame)
+		switch {
+		case err == nil && res.f.Code == codeOK:
+			r.logger.Debug().Str("room", mv.name).Uint64("epoch", epoch).Uint64("seq", head).Str("peer", string(mv.to)).Msg("room handed over")
+			return nil
+		case err == nil && res.f.Code == codeEpoch:
+			return fmt.Errorf("hand over room %q: %s holds the room already", mv.name, mv.to)
+		case errors.Is(err, ErrClosed), !r.view.Load().live[mv.to]:
+			return fmt.Errorf("hand over room %q to %s: %w", mv.name, mv.to, ErrUnavailable)
+		}
+		// Not answered, or the new home cannot take it yet: again.
+		if werr := r.waitUntil(ctx, nil, time.Now().Add(retryInterval)); werr != nil && ctx.Err() != nil {
+			return fmt.Errorf("hand over room %q: %w", mv.name, ctx.Err())
+		}
+	}
+}
+
+// handoffMessages keeps the contiguous run of msgs ending at head, then
+// its newest messages that fit in handoffMsgBytes.
+func handoffMessages(msgs []*Message, head uint64) []*Message {
+	if len(msgs) == 0 || msgs[len(msgs)-1].Seq != head {
+		return nil
+	}
+	i := len(msgs) - 1
+	for i > 0 && msgs[i-1].Seq == msgs[i].Seq-1 {
+		i--
+	}
+	msgs = msgs[i:]
+	size := 0
+	for j := len(msgs) - 1; j >= 0; j-- {
+		if size += msgFrameSize(msgs[j]); size > handoffMsgBytes {
+			return msgs[j+1:]
+		}
+	}
+	return msgs
+}
+
+// handoffKeys keeps the newest keys that fit in handoffKeyBytes.
+func handoffKeys(keys []keyUse) []keyUse {
+	size := 0
+	for j := len(keys) - 1; j >= 0; j-- {
+		if size += len(keys[j].key) + 24; size > handoffKeyBytes {
+			return keys[j+1:]
+		}
+	}
+	return keys
+}
+
+// serveHandoff takes over a room handed over by its previous home.
+func (r *Router) serveHandoff(from mesh.NodeID, f *peerFrame) {
+	name, epoch, req := string(f.Room), f.Epoch, f.Req
+	head, until := f.Head, f.Until
+	msgs := messagesFromEntries(name, epoch, f.Msgs)
+	keys := make([]keyUse, len(f.Keys))
+	for i, k := range f.Keys {
+		keys[i] = keyUse{key: string(k.Key), seq: k.Seq, ts: k.TS}
+	}
+	r.spawn(func() {
+		code := r.adopt(name, epoch, head, until, msgs, keys)
+		r.reply(from, name, appendReply(nil, name, epoch, req, code, 0, head, 0, 0))
+	})
+}
+
+// adopt stores a handed-over room in the wal and serves it from memory;
+// it answers once the wal holds it durably.
+func (r *Router) adopt(name string, epoch, head uint64, until int64, msgs []*Message, keys []keyUse) peerCode {
+	if epoch == 0 || uint64(len(msgs)) > head || !validHandoff(msgs, keys, head) {
+		r.metrics.badPeerFrames.Inc()
+		return codeInternal
+	}
+	var lookupUntil time.Time
+	if until != 0 {
+		lookupUntil = time.UnixMilli(until)
+	}
+	rm := newRoom(r, name, epoch, head, lookupUntil)
+	rm.ring = newRing(r.cfg.RingSize, head-uint64(len(msgs)))
+	for _, m := range msgs {
+		rm.ring.append(m)
+	}
+	rm.seq.adopt(keys, r.cfg.Now())
+
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		return codeUnavailable
+	}
+	if cur := r.active[name]; cur != nil && !cur.evicted.Load() {
+		// Too late: the room started here meanwhile (its previous home
+		// was given up on).
+		r.mu.Unlock()
+		return codeEpoch
+	}
+	// Publishes wait on rm.mu until the handed-over records are queued:
+	// the wal keeps queue order, so theirs follow.
+	rm.mu.Lock()
+	delete(r.dormant, name)
+	r.active[name] = rm
+	r.metrics.rooms.Set(float64(len(r.active)))
+	r.mu.Unlock()
+
+	stored := make(chan error, 1)
+	last := func(err error) {
+		select { // once: a failure may be reported twice
+		case stored <- err:
+		default:
+		}
+	}
+	err := r.log.SetEpoch(name, epoch, func(err error) {
+		if err != nil || len(msgs) == 0 {
+			last(err)
+		}
+	})
+	for i, m := range msgs {
+		if err != nil {
+			break
+		}
+		rec := &wal.Record{Room: name, Epoch: epoch, Seq: m.Seq, TS: m.TS, From: m.From, Key: m.Key, Data: m.Data}
+		cb := func(err error) {
+			if err != nil {
+				last(err)
+			}
+		}
+		if i == len(msgs)-1 {
+			cb = last
+		}
+		err = r.log.Append(rec, nil, cb)
+	}
+	rm.mu.Unlock()
+	if err == nil {
+		select {
+		case err = <-stored:
+		case <-r.stop:
+			err = ErrClosed
+		}
+	}
+	if err != nil {
+		r.logger.Error().Err(err).Str("room", name).Uint64("epoch", epoch).Msg("handed-over room not stored")
+		return codeUnavailable
+	}
+	r.logger.Debug().Str("room", name).Uint64("epoch", epoch).Uint64("seq", head).Msg("room taken over")
+	return codeOK
+}
+
+// validHandoff checks that msgs are contiguous and end at head, and that
+// the keys fit the wal and point at most at head.
+func validHandoff(msgs []*Message, keys []keyUse, head uint64) bool {
+	for i, m := range msgs {
+		if m.Seq != head-uint64(len(msgs)-1-i) || len(m.Key) > wal.MaxKeyLen {
+			return false
+		}
+	}
+	for _, k := range keys {
+		if k.key == "" || len(k.key) > wal.MaxKeyLen || k.seq == 0 || k.seq > head {
+			return false
+		}
+	}
+	return true
+}
+
+// serveLeaving: from is leaving the mesh and hands its rooms over. From
+// now on its rooms are placed without it, and they wait for its handoffs.
+func (r *Router) serveLeaving(from mesh.NodeID, f *peerFrame) {
+	key, req := string(f.Room), f.Req
+	r.spawn(func() {
+		r.viewMu.Lock()
+		if !r.leaving[from] {
+			r.leaving[from] = true
+			r.expect.open(from)
+			old := r.view.Load()
+			ch := r.applyViewLocked(old, newView(old.members, r.self, r.leaving))
+			if len(ch.moved) > 0 {
+				// Only rooms of the leaving node move; handle any
+				// anyway rather than lose them.
+				r.spawn(func() { r.handOver(r.ctx, ch.moved) })
+			}
+		}
+		r.viewMu.Unlock()
+		r.reply(from, key, appendReply(nil, key, 0, req, codeOK, 0, 0, 0, 0))
+	})
+}
+
+// notify sends peer a leaving or handedOver frame (typ) and waits for its
+// answer, retrying until ctx ends or peer is gone.
+func (r *Router) notify(ctx context.Context, peer mesh.NodeID, typ byte) error {
+	key := string(r.self)
+	for {
+		req := r.nextReq.Add(1)
+		actx, cancel := context.WithTimeout(ctx, min(r.cfg.PeerTimeout, time.Second))
+		res, err := r.call(actx, peer, key, req, appendInterest(nil, typ, key, 0, req))
+		cancel()
+		switch {
+		case err == nil && res.f.Code == codeOK:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, ErrClosed):
+			return err
+		case !r.view.Load().live[peer]:
+			return fmt.Errorf("%w: %s left", ErrUnavailable, peer)
+		}
+		if err := r.waitUntil(ctx, nil, time.Now().Add(retryInterval)); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// sendHandedOver tells peers that this node handed over every room it
+// owed them.
+func (r *Router) sendHandedOver(ctx context.Context, peers []mesh.NodeID) {
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			if err := r.notify(ctx, p, peerHandedOver); err != nil && r.ctx.Err() == nil {
+				r.logger.Debug().Err(err).Str("peer", string(p)).Msg("handed-over notice not delivered")
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// rehome moves rep's interest to the room's new home after a planned
+// move: the replica keeps its room object, so its subscriptions continue
+// the same stream; what the old home did not push is fetched from the new
+// one. If the new home serves another epoch (the handoff failed), or
+// cannot be reached in time, the replica ends and its subscribers resume.
+func (r *Router) rehome(rep *replica, to mesh.NodeID) {
+	rm := rep.rm
+	token := r.nextReq.Add(1)
+	rep.mu.Lock()
+	if rep.ended {
+		rep.mu.Unlock()
+		return
+	}
+	// Before asking, so that the new home's pushes are taken.
+	rep.home.Store(&to)
+	rep.token.Store(token)
+	rep.mu.Unlock()
+	deadline := time.Now().Add(2 * r.cfg.PeerTimeout)
+	var res callResult
+	for {
+		var err error
+		res, err = r.call(r.ctx, to, rep.name, token, appendInterest(nil, peerInterest, rep.name, rm.epoch, token))
+		if err == nil && res.f.Code == codeOK {
+			break
+		}
+		if r.ctx.Err() != nil || rep.homeID() != to {
+			return // closing, or moved again: the newer rehome decides
+		}
+		retry := err != nil || res.f.Code == codeNotHome || res.f.Code == codeRetry || res.f.Code == codeUnavailable
+		if !retry || r.waitUntil(r.ctx, nil, deadline) != nil {
+			r.logger.Warn().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("replica not moved to the new home")
+			r.restartReplica(rep)
+			return
+		}
+	}
+	if res.f.Epoch != rm.epoch {
+		r.restartReplica(rep) // the room restarted: subscribers resume, reset
+		return
+	}
+	rep.mu.Lock()
+	rep.highest = max(rep.highest, res.f.Seq)
+	start := !rep.ended && rep.highest > rm.ring.Head() && !rep.repairing
+	if start {
+		rep.repairing = true
+	}
+	rep.mu.Unlock()
+	if start {
+		r.spawn(func() { r.repair(rep) })
+	}
+	r.logger.Debug().Str("room", rep.name).Str("peer", string(to)).Uint64("epoch", rm.epoch).Msg("interest moved")
+}
+
+// expectTable holds, per peer, whether this node still waits for rooms
+// that peer may hand over (after the peer appeared, or announced that it
+// leaves): rooms it held that are now homed here do not load or start
+// until the peer said it handed them over, left, or timeout passed.
+type expectTable struct {
+	mu      sync.Mutex // guards m, stopped
+	m       map[mesh.NodeID]*expectation
+	timeout time.Duration
+	stopped bool
+}
+
+type expectation struct {
+	ch    chan struct{} // closed when no longer waited for
+	timer *time.Timer
+}
+
+func (t *expectTable) init(timeout time.Duration) {
+	t.m = make(map[mesh.NodeID]*expectation)
+	t.timeout = timeout
+}
+
+// expectTimeout bounds the wait for a peer's handoffs.
+func (r *Router) expectTimeout() time.Duration { return 6 * r.cfg.PeerTimeout }
+
+// open starts waiting for peer (again).
+func (t *expectTable) open(peer mesh.NodeID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	if e := t.m[peer]; e != nil {
+		e.timer.Reset(t.timeout)
+		return
+	}
+	e := &expectation{ch: make(chan struct{})}
+	e.timer = time.AfterFunc(t.timeout, func() { t.closeIf(peer, e) })
+	t.m[peer] = e
+}
+
+// close stops waiting for peer.
+func (t *expectTable) close(peer mesh.NodeID) {
+	t.mu.Lock()
+	e := t.m[peer]
+	t.mu.Unlock()
+	if e != nil {
+		t.closeIf(peer, e)
+	}
+}
+
+func (t *expectTable) closeIf(peer mesh.NodeID, e *expectation) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[peer] == e {
+		delete(t.m, peer)
+		e.timer.Stop()
+		close(e.ch)
+	}
+}
+
+// pending returns a channel closed once peer is no longer waited for, or
+// nil if it is not.
+func (t *expectTable) pending(peer mesh.NodeID) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.m[peer]; e != nil {
+		return e.ch
+	}
+	return nil
+}
+
+// stop ends every wait (Close).
+func (t *expectTable) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	for id, e := range t.m {
+		e.timer.Stop()
+		close(e.ch)
+		delete(t.m, id)
+	}
+}

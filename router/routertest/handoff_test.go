@@ -1,0 +1,260 @@
+package routertest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arena-mesh/arena/router"
+)
+
+// follower reads a room as an edge connection does: on ErrRoomMoved it
+// resumes from its position (which must not be reset), and it records
+// every message pulled.
+type follower struct {
+	t       *testing.T
+	r       *router.Router
+	room    string
+	s       *sub
+	got     []*router.Message
+	resumes int
+}
+
+func follow(t *testing.T, r *router.Router, room string) *follower {
+	t.Helper()
+	return &follower{t: t, r: r, room: room, s: subscribe(t, r, room, nil)}
+}
+
+// until pulls until it has seen seq head, failing on a reset, a restart
+// or a gap.
+func (f *follower) until(head uint64) {
+	t := f.t
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for f.pos().Seq < head {
+		msgs, err := f.s.Pull(nil, 256)
+		for _, m := range msgs {
+			if p := f.pos(); m.Seq != p.Seq+1 || (p.Epoch != 0 && m.Epoch != p.Epoch) {
+				t.Fatalf("room %s: got (%d, %d) after (%d, %d)", f.room, m.Epoch, m.Seq, p.Epoch, p.Seq)
+			}
+			f.got = append(f.got, m)
+		}
+		switch {
+		case errors.Is(err, router.ErrRoomMoved):
+			f.resume()
+			continue
+		case err != nil:
+			t.Fatalf("room %s: pull: %v", f.room, err)
+		}
+		if len(msgs) > 0 {
+			continue
+		}
+		select {
+		case <-f.s.sink.ch:
+		case <-timeout:
+			t.Fatalf("room %s: pulled up to %d, want %d", f.room, f.pos().Seq, head)
+		}
+	}
+}
+
+func (f *follower) pos() router.Position {
+	if len(f.got) == 0 {
+		return f.s.res.Head
+	}
+	m := f.got[len(f.got)-1]
+	return router.Position{Epoch: m.Epoch, Seq: m.Seq}
+}
+
+func (f *follower) resume() {
+	t := f.t
+	t.Helper()
+	f.s.Close()
+	f.resumes++
+	since := f.pos()
+	var res router.SubscribeResult
+	var err error
+	sk := newSink()
+	WaitFor(t, 20*time.Second, "resume of "+f.room, func() bool {
+		res, err = f.r.Subscribe(t.Context(), router.SubscribeRequest{Room: f.room, Since: &since, Sink: sk})
+		if err != nil && !errors.Is(err, router.ErrUnavailable) {
+			t.Fatalf("resume %s: %v", f.room, err)
+		}
+		return err == nil
+	})
+	t.Cleanup(res.Sub.Close)
+	if res.Reset {
+		t.Fatalf("resume of %s from %+v was reset to %+v", f.room, since, res.Oldest)
+	}
+	f.s = &sub{Subscription: res.Sub, sink: sk, res: res}
+}
+
+// checkHistory asserts that the room's history through r is seqs 1..head
+// of epoch, with every acked key at its acked seq and no key twice.
+func checkHistory(t *testing.T, r *router.Router, room string, epoch, head uint64, acks map[string]router.Ack) {
+	t.Helper()
+	e, msgs, err := r.History(t.Context(), room, router.HistoryQuery{FromOldest: true, Limit: router.MaxHistoryLimit})
+	if err != nil || e != epoch {
+		t.Fatalf("history of %s: epoch %d, %v; want epoch %d", room, e, err, epoch)
+	}
+	if uint64(len(msgs)) != head {
+		t.Fatalf("history of %s has %d messages, want %d", room, len(msgs), head)
+	}
+	seen := map[string]uint64{}
+	for i, m := range msgs {
+		if m.Seq != uint64(i+1) || m.Epoch != epoch {
+			t.Fatalf("history of %s: message %d at (%d, %d)", room, i, m.Epoch, m.Seq)
+		}
+		if prev, ok := seen[m.Key]; ok {
+			t.Fatalf("history of %s: key %q at seq %d and %d", room, m.Key, prev, m.Seq)
+		}
+		seen[m.Key] = m.Seq
+	}
+	for key, a := range acks {
+		if seen[key] != a.Seq {
+			t.Fatalf("history of %s: acked key %q at seq %d, history has it at %d", room, key, a.Seq, seen[key])
+		}
+	}
+}
+
+// TestClusterLeaveHandoff: a room's home leaves gracefully while
+// publishers on the other nodes keep publishing with keys. The room keeps
+// its epoch and a gap-free order holding every acked message; a key used
+// before the move is still deduplicated; subscribers see no reset and no
+// gap (the one on a node that is neither the old nor the new home sees
+// one uninterrupted stream).
+func TestClusterLeaveHandoff(t *testing.T) {
+	c := Start(t, 3, WithPeerTimeout(3*time.Second))
+	const victim = 2
+	room := c.RoomHomedOn("leave:", victim)
+	followers := []*follower{follow(t, c.Nodes[0].Router, room), follow(t, c.Nodes[1].Router, room)}
+
+	var (
+		mu   sync.Mutex
+		acks = map[string]router.Ack{}
+	)
+	// Each publisher publishes 20 messages, keeps publishing while the
+	// home leaves, and 10 more after.
+	started := make(chan struct{}, 2)
+	left := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, i := range []int{0, 1} {
+		r := c.Nodes[i].Router
+		wg.Go(func() {
+			after := -1
+			for k := 0; after < 10; k++ {
+				if k == 20 {
+					started <- struct{}{}
+				}
+				select {
+				case <-left:
+					after++
+				default:
+				}
+				key := fmt.Sprintf("p%d-%d", i, k)
+				a := publish(t, r, room, "ann", key, fmt.Sprint(k))
+				mu.Lock()
+				acks[key] = a
+				mu.Unlock()
+			}
+		})
+	}
+	<-started
+	<-started
+	if err := c.Leave(victim); err != nil {
+		t.Fatalf("handoff: %v", err)
+	}
+	close(left)
+	wg.Wait()
+
+	epoch := acks["p0-0"].Epoch
+	var head uint64
+	for key, a := range acks {
+		if a.Epoch != epoch || a.Dup {
+			t.Fatalf("key %s acked %+v, want epoch %d, not dup", key, a, epoch)
+		}
+		head = max(head, a.Seq)
+	}
+	if head != uint64(len(acks)) {
+		t.Fatalf("head %d after %d publishes", head, len(acks))
+	}
+	for _, i := range c.Live() {
+		checkHistory(t, c.Nodes[i].Router, room, epoch, head, acks)
+	}
+	// A key used before the move is still deduplicated by the new home.
+	for _, i := range c.Live() {
+		d := publish(t, c.Nodes[i].Router, room, "ann", "p1-3", `3`)
+		if !d.Dup || d.Seq != acks["p1-3"].Seq || d.Epoch != epoch {
+			t.Fatalf("key reused after the move through node %d: %+v, want dup of %+v", i+1, d, acks["p1-3"])
+		}
+	}
+	newHome := c.HomeOf(room)
+	for i, f := range followers {
+		f.until(head)
+		if i != newHome && f.resumes != 0 {
+			t.Fatalf("subscriber on node %d (not the new home %d) resumed %d times", i+1, newHome+1, f.resumes)
+		}
+	}
+}
+
+// TestClusterJoinHandoff: rooms that a joining node wins are handed over
+// to it: they keep their epoch, their order and their history, keys stay
+// deduplicated, and subscribers elsewhere continue without reset or gap.
+func TestClusterJoinHandoff(t *testing.T) {
+	c := Start(t, 2)
+	var rooms []string
+	for k := range 24 {
+		rooms = append(rooms, fmt.Sprintf("join:%d", k))
+	}
+	acks := map[string]map[string]router.Ack{}
+	var followers []*follower
+	for _, room := range rooms {
+		acks[room] = map[string]router.Ack{}
+		for k := range 5 {
+			key := fmt.Sprintf("b%d", k)
+			acks[room][key] = publish(t, c.Nodes[k%2].Router, room, "ann", key, fmt.Sprint(k))
+		}
+		followers = append(followers, follow(t, c.Nodes[0].Router, room), follow(t, c.Nodes[1].Router, room))
+	}
+	before := map[string]int{}
+	for _, room := range rooms {
+		before[room] = c.HomeOf(room)
+	}
+
+	j := c.Join()
+	var moved []string
+	for _, room := range rooms {
+		if c.HomeOf(room) == j {
+			moved = append(moved, room)
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatal("no room moved to the joining node")
+	}
+	for _, room := range rooms {
+		epoch := acks[room]["b0"].Epoch
+		for k := 5; k < 8; k++ {
+			key := fmt.Sprintf("a%d", k)
+			a := publish(t, c.Nodes[k%3].Router, room, "ann", key, fmt.Sprint(k))
+			if a.Epoch != epoch || a.Seq != uint64(k+1) || a.Dup {
+				t.Fatalf("room %s (home node %d, was %d): ack %+v, want (%d, %d)", room, c.HomeOf(room)+1, before[room]+1, a, epoch, k+1)
+			}
+			acks[room][key] = a
+		}
+		d := publish(t, c.Nodes[j].Router, room, "ann", "b2", `2`)
+		if !d.Dup || d.Seq != 3 || d.Epoch != epoch {
+			t.Fatalf("room %s: key reused after the join: %+v, want dup at seq 3", room, d)
+		}
+		for i := range c.Nodes {
+			checkHistory(t, c.Nodes[i].Router, room, epoch, 8, acks[room])
+		}
+	}
+	for _, f := range followers {
+		f.until(8)
+		home := c.HomeOf(f.room)
+		if f.resumes != 0 && f.r != c.Nodes[before[f.room]].Router {
+			t.Fatalf("room %s: subscriber not on the old home resumed (home %d, was %d)", f.room, home+1, before[f.room]+1)
+		}
+	}
+}
