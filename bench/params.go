@@ -16,17 +16,20 @@ type Params struct {
 	Driver   string `json:"driver"`
 
 	// Target.
-	URLs       []string `json:"urls,omitempty"`
-	Regions    []string `json:"regions,omitempty"`
-	Spawn      bool     `json:"spawn,omitempty"`
-	ServerBin  string   `json:"server_bin,omitempty"`
-	ServerArgs []string `json:"server_args,omitempty"`
-	ServerPID  int      `json:"server_pid,omitempty"`
-	ServerCPU  string   `json:"server_cpu,omitempty"`
-	BenchCPU   string   `json:"bench_cpu,omitempty"`
-	Token      string   `json:"-"` // a credential: never written out
-	Secret     string   `json:"-"` // a credential: never written out
-	SourceIPs  int      `json:"source_ips"`
+	URLs    []string `json:"urls,omitempty"`
+	Regions []string `json:"regions,omitempty"`
+	// Floors are geo's emulated one-way delays between regions, "a-b" (both
+	// directions) to the delay: the floor a delivery cannot beat.
+	Floors     map[string]time.Duration `json:"floors,omitempty"`
+	Spawn      bool                     `json:"spawn,omitempty"`
+	ServerBin  string                   `json:"server_bin,omitempty"`
+	ServerArgs []string                 `json:"server_args,omitempty"`
+	ServerPID  int                      `json:"server_pid,omitempty"`
+	ServerCPU  string                   `json:"server_cpu,omitempty"`
+	BenchCPU   string                   `json:"bench_cpu,omitempty"`
+	Token      string                   `json:"-"` // a credential: never written out
+	Secret     string                   `json:"-"` // a credential: never written out
+	SourceIPs  int                      `json:"source_ips"`
 
 	// Common measurement.
 	Duration Duration `json:"duration"`

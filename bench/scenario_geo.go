@@ -5,12 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // errGeoTarget is what geo says when it has no multi-region target.
 var errGeoTarget = errors.New("geo needs a multi-region deployment: give --url of an edge in each region with a --region label for each " +
 	"(e.g. --url ws://127.0.0.1:8081 --region eu --url ws://127.0.0.1:8082 --region us); " +
-	"arena dev (three emulated regions in one process) is not available yet, and --spawn starts a single node")
+	"arena dev runs three emulated regions in one process and prints the command line to measure them; --spawn starts a single node")
 
 var geoScenario = &scenario{
 	name:    "geo",
@@ -18,6 +20,7 @@ var geoScenario = &scenario{
 	flags: func(fs *flag.FlagSet, p *Params) {
 		fs.IntVar(&p.Subs, "subs", 10, "subscribers per region")
 		fs.Float64Var(&p.Rate, "rate", 100, "messages per second of each region's publisher")
+		fs.Var(floorFlag{p}, "floor", "emulated one-way delay between two regions, A-B=DURATION (repeatable, both directions; e.g. eu-us=40ms): reported next to each pair's latency with the overhead above it")
 	},
 	check: func(p *Params) error {
 		if p.Spawn || len(p.URLs) < 2 || len(p.Regions) != len(p.URLs) {
@@ -45,6 +48,56 @@ var geoScenario = &scenario{
 		for i := range subs {
 			subs[i] = i % len(r.urls)
 		}
-		return runFanout(ctx, r, "geo", pubs, subs, r.p.Regions)
+		res, err := runFanout(ctx, r, "geo", pubs, subs, r.p.Regions)
+		if err == nil {
+			addGeoOverheads(res, *r.p)
+		}
+		return res, err
 	},
+}
+
+// floorFlag parses --floor A-B=DURATION into Params.Floors.
+type floorFlag struct{ p *Params }
+
+func (f floorFlag) String() string { return "" }
+
+func (f floorFlag) Set(v string) error {
+	pair, dur, ok := strings.Cut(v, "=")
+	a, b, ok2 := strings.Cut(pair, "-")
+	if !ok || !ok2 || a == "" || b == "" {
+		return fmt.Errorf("--floor %q: want A-B=DURATION, e.g. eu-us=40ms", v)
+	}
+	d, err := time.ParseDuration(dur)
+	if err != nil || d < 0 {
+		return fmt.Errorf("--floor %q: bad duration", v)
+	}
+	if f.p.Floors == nil {
+		f.p.Floors = map[string]time.Duration{}
+	}
+	f.p.Floors[a+"-"+b], f.p.Floors[b+"-"+a] = d, d
+	return nil
+}
+
+// addGeoOverheads adds, for every region pair with a known floor, the floor
+// and how far above it the delivery latency's p50 and p99 are: the cost of
+// the mesh itself on that path.
+func addGeoOverheads(res *Result, p Params) {
+	for _, l := range res.Latencies {
+		from, to, ok := strings.Cut(strings.TrimPrefix(l.Name, "delivery "), "->")
+		if !ok || !strings.HasPrefix(l.Name, "delivery ") {
+			continue
+		}
+		floor, known := p.Floors[from+"-"+to]
+		if from == to {
+			floor, known = 0, true
+		}
+		if !known || l.Count == 0 {
+			continue
+		}
+		ms := float64(floor) / float64(time.Millisecond)
+		pair := from + "->" + to
+		res.add("floor "+pair, ms, "ms", "")
+		res.add("overhead p50 "+pair, l.P50-ms, "ms", "lower")
+		res.add("overhead p99 "+pair, l.P99-ms, "ms", "lower")
+	}
 }

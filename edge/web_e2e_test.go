@@ -74,6 +74,7 @@ func TestBrowserChatSingleNode(t *testing.T) {
 	carol := newPage(t, b, "carol", n.URL+"/?room=chat:e2e&name=carol")
 	carol.chatReady()
 	carol.wait("history", `[...document.querySelectorAll('#messages li.msg .text')].map((e) => e.textContent).join('|') === 'hello from alice|hi alice'`, pageWait)
+	alice.screenshot("chat.png")
 }
 
 // TestBrowserChatAcrossNodes: demo pages connected to two different nodes
