@@ -20,16 +20,20 @@ type Params struct {
 	Regions []string `json:"regions,omitempty"`
 	// Floors are geo's emulated one-way delays between regions, "a-b" (both
 	// directions) to the delay: the floor a delivery cannot beat.
-	Floors     map[string]time.Duration `json:"floors,omitempty"`
-	Spawn      bool                     `json:"spawn,omitempty"`
-	ServerBin  string                   `json:"server_bin,omitempty"`
-	ServerArgs []string                 `json:"server_args,omitempty"`
-	ServerPID  int                      `json:"server_pid,omitempty"`
-	ServerCPU  string                   `json:"server_cpu,omitempty"`
-	BenchCPU   string                   `json:"bench_cpu,omitempty"`
-	Token      string                   `json:"-"` // a credential: never written out
-	Secret     string                   `json:"-"` // a credential: never written out
-	SourceIPs  int                      `json:"source_ips"`
+	Floors map[string]time.Duration `json:"floors,omitempty"`
+	// Home is the region of geo's room's home: a delivery travels from
+	// the publisher's region to the home and from there to the
+	// subscriber's, so its floor is the sum of those two delays.
+	Home       string   `json:"home,omitempty"`
+	Spawn      bool     `json:"spawn,omitempty"`
+	ServerBin  string   `json:"server_bin,omitempty"`
+	ServerArgs []string `json:"server_args,omitempty"`
+	ServerPID  int      `json:"server_pid,omitempty"`
+	ServerCPU  string   `json:"server_cpu,omitempty"`
+	BenchCPU   string   `json:"bench_cpu,omitempty"`
+	Token      string   `json:"-"` // a credential: never written out
+	Secret     string   `json:"-"` // a credential: never written out
+	SourceIPs  int      `json:"source_ips"`
 
 	// Common measurement.
 	Duration Duration `json:"duration"`

@@ -20,6 +20,7 @@ var geoScenario = &scenario{
 	flags: func(fs *flag.FlagSet, p *Params) {
 		fs.IntVar(&p.Subs, "subs", 10, "subscribers per region")
 		fs.Float64Var(&p.Rate, "rate", 100, "messages per second of each region's publisher")
+		fs.StringVar(&p.Home, "home", "", "region of the room's home (the default region of the deployment; arena dev: eu): a delivery's floor is the delay publisher->home plus home->subscriber")
 		fs.Var(floorFlag{p}, "floor", "emulated one-way delay between two regions, A-B=DURATION (repeatable, both directions; e.g. eu-us=40ms): reported next to each pair's latency with the overhead above it")
 	},
 	check: func(p *Params) error {
@@ -32,6 +33,9 @@ var geoScenario = &scenario{
 				return fmt.Errorf("geo: region %q given twice: give one edge per region", r)
 			}
 			seen[r] = true
+		}
+		if len(p.Floors) > 0 && p.Home == "" {
+			return errors.New("geo: --floor needs --home, the region of the room's home (the path's floor goes through it)")
 		}
 		if p.Subs < 1 || p.Rate <= 0 {
 			return errors.New("geo needs --subs >= 1 and --rate > 0")
@@ -78,23 +82,30 @@ func (f floorFlag) Set(v string) error {
 	return nil
 }
 
-// addGeoOverheads adds, for every region pair with a known floor, the floor
-// and how far above it the delivery latency's p50 and p99 are: the cost of
-// the mesh itself on that path.
+// addGeoOverheads adds, for every region pair, the floor of its path
+// (publisher's region -> the room's home -> subscriber's region, from the
+// emulated one-way delays) and how far above it the delivery latency's p50
+// and p99 are: the cost of the mesh itself on that path. Pairs whose path
+// has a leg without a known delay are skipped.
 func addGeoOverheads(res *Result, p Params) {
+	leg := func(a, b string) (time.Duration, bool) {
+		if a == b {
+			return 0, true
+		}
+		d, ok := p.Floors[a+"-"+b]
+		return d, ok
+	}
 	for _, l := range res.Latencies {
 		from, to, ok := strings.Cut(strings.TrimPrefix(l.Name, "delivery "), "->")
-		if !ok || !strings.HasPrefix(l.Name, "delivery ") {
+		if !ok || !strings.HasPrefix(l.Name, "delivery ") || l.Count == 0 {
 			continue
 		}
-		floor, known := p.Floors[from+"-"+to]
-		if from == to {
-			floor, known = 0, true
-		}
-		if !known || l.Count == 0 {
+		in, ok1 := leg(from, p.Home)
+		out, ok2 := leg(p.Home, to)
+		if !ok1 || !ok2 {
 			continue
 		}
-		ms := float64(floor) / float64(time.Millisecond)
+		ms := float64(in+out) / float64(time.Millisecond)
 		pair := from + "->" + to
 		res.add("floor "+pair, ms, "ms", "")
 		res.add("overhead p50 "+pair, l.P50-ms, "ms", "lower")

@@ -100,8 +100,7 @@ func TestBrowserSDKSemantics(t *testing.T) {
 		short := n.TokenTTL("bea", []string{"sdk:*"}, []string{"sdk:*"}, time.Second)
 		q := newPage(t, b, "expiring", n.URL+"/healthz")
 		q.connect(fmt.Sprintf(`connect(%s, { token: %s, reconnectMin: 20, reconnectMax: 50 })`, jsString(n.URL), jsString(short)))
-		q.eval(`T.arena.on('close', (e) => { T.closedWith = e && e.code; }); true`, nil)
-		q.wait("the client to stop", `T.closedWith === 'unauthorized'`, pageWait)
+		q.wait("the client to stop", `T.arena.closed && T.arena.error !== null && T.arena.error.code === 'unauthorized' && T.errors.length > 0`, pageWait)
 		var state struct {
 			Closed bool     `json:"closed"`
 			Events []string `json:"events"`

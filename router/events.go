@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,8 +70,10 @@ type PresenceConn struct {
 // grace periods, flushes coalesced changes to the connections, and
 // stores receipt positions. It is created on first use.
 type events struct {
-	once sync.Once
-	r    *Router
+	once  sync.Once
+	r     *Router
+	ready atomic.Bool // init ran
+	calls presenceCalls
 
 	mu sync.Mutex // guards everything below
 	// local counts this node's connections; home holds the member sets of
@@ -84,7 +85,12 @@ type events struct {
 	// reports lists the keys whose local count changed and must be
 	// reported to a home on another node.
 	reports map[presenceKey]struct{}
-	rec     *homeReceipts
+	// full lists the rooms whose local counts are reported in full at
+	// the next flush (after a membership change).
+	full map[string]struct{}
+	// lastLive is the member set presence last adapted to.
+	lastLive map[mesh.NodeID]bool
+	rec      *homeReceipts
 }
 
 // init starts the machinery once.
@@ -95,7 +101,15 @@ func (e *events) init(r *Router) *events {
 		e.home = newHomePresence()
 		e.conns = make(map[string]map[*PresenceConn]struct{})
 		e.reports = make(map[presenceKey]struct{})
+		e.full = make(map[string]struct{})
+		e.lastLive = make(map[mesh.NodeID]bool)
+		if r.mesh != nil {
+			for n := range r.view.Load().live {
+				e.lastLive[n] = true
+			}
+		}
 		e.rec = newHomeReceipts()
+		e.ready.Store(true)
 		r.spawn(e.loop)
 	})
 	return e
@@ -215,6 +229,7 @@ func (e *events) flush(now time.Time) {
 		e.localChangedLocked(k)
 	}
 	reports := e.takeReportsLocked()
+	full := e.takeFullLocked()
 	var batches []batch
 	rooms := e.home.dirtyRooms(nil)
 	rooms = e.rec.pendingRooms(rooms)
@@ -237,7 +252,7 @@ func (e *events) flush(now time.Time) {
 	states := e.rec.takeDirty()
 	e.mu.Unlock()
 
-	e.sendReports(reports)
+	e.sendReports(reports, full)
 	for i := range batches {
 		b := &batches[i]
 		for _, n := range b.nodes {
@@ -317,6 +332,9 @@ type UserRoom struct {
 
 // UserRooms lists, in room-name order, the rooms user has receipt
 // positions in (anywhere in the mesh), with the unread count of each.
+// With a mesh, a node that does not answer within PeerTimeout leaves its
+// rooms out; a room whose home cannot be reached for its head fails the
+// call with ErrUnavailable.
 func (r *Router) UserRooms(ctx context.Context, user string) ([]UserRoom, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -324,42 +342,23 @@ func (r *Router) UserRooms(ctx context.Context, user string) ([]UserRoom, error)
 	if r.closed.Load() {
 		return nil, ErrClosed
 	}
-	out, err := r.localUserRooms(user)
+	if err := checkUser(user); err != nil {
+		return nil, err
+	}
+	states, err := r.localUserStates(user)
 	if err != nil {
 		return nil, err
 	}
 	if r.mesh != nil {
-		more, err := r.remoteUserRooms(ctx, user)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, more...)
-		slices.SortFunc(out, func(a, b UserRoom) int { return strings.Compare(a.Room, b.Room) })
-		out = slices.CompactFunc(out, func(a, b UserRoom) bool { return a.Room == b.Room })
+		states = newestStates(append(states, r.remoteUserStates(ctx, user)...))
 	}
-	return out, nil
-}
-
-// localUserRooms is UserRooms for the rooms homed here.
-func (r *Router) localUserRooms(user string) ([]UserRoom, error) {
-	states, err := r.log.Receipts(user)
-	if err != nil {
-		return nil, fmt.Errorf("user rooms: %w", err)
-	}
-	e := r.events()
-	e.mu.Lock()
-	states = e.rec.overlayLocked(user, states)
-	e.mu.Unlock()
 	out := make([]UserRoom, 0, len(states))
 	for _, st := range states {
-		if !r.isHome(st.Room) {
-			continue
-		}
 		head, err := r.Head(st.Room)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("user rooms: head of %q: %w", st.Room, err)
 		}
-		out = append(out, userRoom(st, head))
+		out = append(out, userRoom(wal.ReceiptState{User: user, Room: st.Room, Epoch: st.Epoch, Delivered: st.Delivered, Read: st.Read}, head))
 	}
 	return out, nil
 }

@@ -59,6 +59,7 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 	gone := func(id mesh.NodeID) bool { return !nv.live[id] }
 	r.calls.failPeers(gone, fmt.Errorf("%w: the room's home left the mesh", ErrUnavailable))
 	r.dropSenders(gone)
+	r.presenceViewChanged() // presence_remote.go
 	if len(ch.moved) > 0 || len(appeared) > 0 {
 		r.spawn(func() {
 			r.handOver(r.ctx, ch.moved)

@@ -310,6 +310,10 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 	if r.closed.Load() || len(frame) == 0 {
 		return
 	}
+	if isPresenceFrame(frame[0]) {
+		r.handlePresenceFrame(from, frame) // peerframe_presence.go
+		return
+	}
 	if frame[0] == peerFetchReply || frame[0] == peerMsg || frame[0] == peerHandoff {
 		// Their messages outlive the call: one copy, shared by them all.
 		frame = bytes.Clone(frame)

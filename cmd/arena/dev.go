@@ -105,7 +105,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "  %-3s %s   ws: %s/v1/ws\n", n.cfg.Region, n.url, "ws"+n.url[len("http"):])
 	}
 	fmt.Fprintln(stdout, "one-way delays: eu-us 40ms, us-ap 80ms, eu-ap 120ms; rooms us:* and ap:* live in those regions, the rest in eu")
-	bench := "arena bench geo"
+	bench := "arena bench geo --home eu"
 	for _, n := range nodes {
 		bench += fmt.Sprintf(" --url %s --region %s", "ws"+n.url[len("http"):], n.cfg.Region)
 	}
