@@ -168,6 +168,24 @@ func (c *Client) Refresh(ctx context.Context, token string) (time.Time, error) {
 	return time.UnixMilli(expires), nil
 }
 
+// Rooms lists the rooms this user has read positions in, in room-name
+// order: each room's head, the user's read position and how many messages
+// are unread (after the read position up to the head). Positions are
+// recorded by MarkRead (and MarkDelivered), from any connection of the user.
+func (c *Client) Rooms(ctx context.Context) ([]protocol.UserRoom, error) {
+	var rooms []protocol.UserRoom
+	err := c.do(ctx, protocol.OpRooms, func(b []byte, id int64) []byte {
+		return appendFrame(b, &protocol.Frame{Op: protocol.OpRooms, ID: &id})
+	}, func(r *protocol.Frame) { rooms = r.Rooms })
+	if err != nil {
+		return nil, fmt.Errorf("rooms: %w", err)
+	}
+	if rooms == nil {
+		rooms = []protocol.UserRoom{}
+	}
+	return rooms, nil
+}
+
 // MarkDelivered tells the server that this user got message seq of room;
 // the publisher (and presence subscribers) receive a receipt. It sends the
 // frame and returns: the server does not answer it.

@@ -93,13 +93,55 @@ func TestMarkRead(t *testing.T) {
 func TestRetryUntilDeadline(t *testing.T) {
 	n := edgetest.Start(t)
 	c := dial(t, n, "alice", client.Options{})
+	publish(t, c, "r", `1`)
+	_ = n.Router().Close() // the edge now answers unavailable
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	_, err := c.Presence(ctx, "r") // this node answers presence with unavailable
+	_, err := c.Presence(ctx, "r")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Presence: %v, want the deadline", err)
 	}
-	publish(t, c, "r", `1`)
+}
+
+// TestPresenceReceiptsRooms: presence events, receipts to the publisher,
+// and the user's rooms with unread counts, through the SDK.
+func TestPresenceReceiptsRooms(t *testing.T) {
+	n := edgetest.Start(t)
+	alice := dial(t, n, "alice", client.Options{})
+	bob := dial(t, n, "bob", client.Options{})
+	asub := subscribe(t, alice, "chat:x", client.SubscribeOptions{Presence: true})
+	bsub := subscribe(t, bob, "chat:x", client.SubscribeOptions{})
+	next := func(sub *client.Subscription, what string, ok func(client.Event) bool) {
+		t.Helper()
+		for {
+			select {
+			case ev := <-sub.C():
+				if ok(ev) {
+					return
+				}
+			case <-ctxFor(t).Done():
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	next(asub, "bob's join", func(ev client.Event) bool { return ev.Kind == client.EventJoin && ev.Notice.User == "bob" })
+	ms, err := alice.Presence(ctxFor(t), "chat:x")
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("Presence = %+v, %v", ms, err)
+	}
+	ack := publish(t, alice, "chat:x", `"hi"`)
+	next(bsub, "the message", func(ev client.Event) bool { return ev.Kind == client.EventMsg })
+	if err := bob.MarkRead(ctxFor(t), "chat:x", ack.Seq); err != nil {
+		t.Fatal(err)
+	}
+	next(asub, "bob's read receipt", func(ev client.Event) bool {
+		return ev.Kind == client.EventReceipt && ev.Notice.User == "bob" && ev.Notice.Status == "read" && ev.Notice.Seq == ack.Seq
+	})
+	publish(t, alice, "chat:x", `"more"`)
+	rooms, err := bob.Rooms(ctxFor(t))
+	if err != nil || len(rooms) != 1 || rooms[0].Room != "chat:x" || rooms[0].Read.Seq != ack.Seq || rooms[0].Unread != 1 {
+		t.Fatalf("Rooms = %+v, %v", rooms, err)
+	}
 }
 
 // TestPublishContextEnds: a Publish waiting for its ack returns when its

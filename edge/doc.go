@@ -1,6 +1,6 @@
 // Package edge terminates Arena's clients: WebSocket sessions speaking the
 // protocol of PROTOCOL.md (package protocol), Server-Sent Events streams,
-// and the HTTP API (publish, history, presence, edges, cluster, metrics,
+// MQTT 3.1.1 and 5 connections (see "MQTT" below), and the HTTP API (publish, history, presence, edges, cluster, metrics,
 // health and readiness). It authenticates with edge/auth, rate-limits
 // publishes per user, and hands messages to the router, which sequences,
 // stores and fans them out.
@@ -71,8 +71,23 @@
 //     start, not necessarily seq 1).
 //   - A room whose home node cannot be reached gets unavailable (HTTP
 //     503) on pub, sub, history and SSE; the client may retry.
-//   - recv and read are accepted without a reply (receipts come later);
-//     presence answers unavailable for now.
+//   - Every WebSocket subscription makes its user present in the room
+//     (SSE streams do not); "presence": true on sub also delivers join,
+//     leave and every receipt of the room. A connection the client
+//     closes (or an unsub) leaves at once; one that drops, is drained or
+//     is cut keeps its user present for the router's PresenceGrace
+//     (default 15 s). Events come in batches per router.EventInterval; a
+//     session that lets more than maxQueuedEvents of them queue up is
+//     closed with 4010. See presence.go.
+//   - recv and read have no reply (unless refused). A receipt frame
+//     reaches the publisher's connections subscribed to the room (on any
+//     edge) and presence subscribers; delivered receipts are sent when
+//     the user's highest delivered seq advances, read receipts are
+//     cumulative.
+//   - rooms (an Arena addition) and GET /v1/users/{user}/rooms list the
+//     user's rooms with read positions: {"room","head","read","unread"},
+//     by room name. Only the user itself or an admin API key may ask; a
+//     user sees only the rooms it may subscribe to.
 //   - SSE streams start with an "event: subscribed" event carrying the
 //     subscribed frame (head, reset, oldest); msg events have only data
 //     and id lines. The token may also be given as ?token= and the resume
@@ -80,6 +95,51 @@
 //     headers. A stream whose position leaves retention ends.
 //   - Drain and Close send reconnect (reason "draining" or "closing") and
 //     then close 1001.
+//
+// # MQTT
+//
+// Server.ServeMQTT serves MQTT 3.1.1 and 5 clients on a listener the node
+// gives it (the packet codec is mochi-mqtt's packets package; the session
+// loop is Arena's, so Arena stays the source of truth). An MQTT
+// connection is a session like a WebSocket one (a reader, a writer that
+// pulls, the same limits), and MQTT and WebSocket clients share rooms:
+//
+//   - CONNECT: the password is the token (JWT or API key); the user name
+//     is ignored; in dev mode no password is needed. A bad or missing
+//     token gets CONNACK 5 (3.1.1) or 0x86 (5). No session state is kept
+//     after a connection ends (session present is always 0); a second
+//     connection of the same user and client id takes over (0x8E).
+//   - Topics are room names: a topic that is not a valid room name is
+//     refused (0x90). Filters must be exact room names: the router cannot
+//     subscribe to a set of rooms, so every wildcard filter is refused
+//     (SUBACK 0x80 in 3.1.1, 0xA2 in 5; shared subscriptions 0x9E), and
+//     CONNACK says so to MQTT 5 clients. (With prefix subscriptions,
+//     "a/b/#" would mean the room "a/b" and every room under "a/b/".)
+//   - Payload to data: valid JSON is the data (compacted); other UTF-8
+//     text becomes a JSON string; binary (not UTF-8) is refused (0x99).
+//     Data to payload: a JSON string is delivered as its text, any other
+//     value as its JSON. So MQTT clients get back what they sent, except
+//     that a payload that was a JSON string literal loses its quotes. An
+//     MQTT 5 user property "key" is the publish's idempotency key.
+//   - PUBLISH goes through router.PublishAsync with the checks of a
+//     WebSocket pub (permission, MaxDataBytes); PUBACK (QoS 1) or PUBREC
+//     (QoS 2, exactly once per connection) is sent once the message is
+//     durable. Over the user's rate a publish waits for the bucket instead
+//     of being refused: MQTT cannot say "later". A refused QoS 1/2 publish
+//     gets a negative ack in MQTT 5 (0x87 forbidden, 0x97 too large);
+//     3.1.1 has none, so the connection is closed, as it is for a refused
+//     QoS 0 publish (MQTT 5: DISCONNECT with the reason). Retained
+//     messages are not supported (MQTT 5 retain: DISCONNECT 0x9A; the
+//     3.1.1 retain flag is ignored).
+//   - SUBSCRIBE grants QoS 0 or 1 (2 is served as 1); forbidden rooms get
+//     0x80 (3.1.1) or 0x87 (5). QoS 1 deliveries carry packet ids, at most
+//     min(Receive Maximum, MaxInFlight) unacknowledged; past that the
+//     subscription's cursor waits for PUBACKs (unacknowledged messages are
+//     not resent).
+//   - The Will Message is published when a connection drops without
+//     DISCONNECT (permission checked at CONNECT), not on drain, takeover
+//     or token expiry. Token expiry, drain and close end the connection
+//     (MQTT 5: DISCONNECT 0x87, 0x8B); a malformed packet ends it too.
 //
 // # Example
 //

@@ -27,7 +27,9 @@ type mqttPacketError struct {
 	err    error
 }
 
-func (e *mqttPacketError) Error() string { return fmt.Sprintf("mqtt packet (reason 0x%02x): %v", e.reason, e.err) }
+func (e *mqttPacketError) Error() string {
+	return fmt.Sprintf("mqtt packet (reason 0x%02x): %v", e.reason, e.err)
+}
 func (e *mqttPacketError) Unwrap() error { return e.err }
 
 // errMQTTTooLarge is a packet longer than the server accepts.

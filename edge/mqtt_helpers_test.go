@@ -110,7 +110,13 @@ func startMosquittoSub(t testing.TB, n *edgetest.Node, version, password string,
 	for _, topic := range topics {
 		args = append(args, "-t", topic)
 	}
-	cmd := exec.CommandContext(ctx, mosquitto(t, "mosquitto_sub"), args...)
+	// stdbuf makes mosquitto_sub's stdout line-buffered: its SUBACK debug
+	// line would otherwise sit in a pipe buffer.
+	stdbuf, err := exec.LookPath("stdbuf")
+	if err != nil {
+		t.Fatalf("stdbuf (coreutils) not found: %v", err)
+	}
+	cmd := exec.CommandContext(ctx, stdbuf, append([]string{"-oL", mosquitto(t, "mosquitto_sub")}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func TestMQTTConnack(t *testing.T) {
 	})
 	t.Run("unsupported version", func(t *testing.T) {
 		c := dialRaw(t, n, 4)
-		c.write([]byte{0x10, 10, 0, 4, 'M', 'Q', 'T', 'T', 6, 2, 0, 60, 0, 0})
+		c.write([]byte{0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 6, 2, 0, 60, 0, 0})
 		if ack := c.expect(packets.Connack); ack.ReasonCode != 0x01 {
 			t.Fatalf("CONNACK %d, want 1 (unacceptable protocol version)", ack.ReasonCode)
 		}
@@ -59,6 +59,18 @@ func TestMQTTConnack(t *testing.T) {
 			t.Fatalf("got %+v before the close", pk)
 		}
 	})
+}
+
+// TestMQTTTokenExpiry checks that a connection ends when its token
+// expires: MQTT 5 gets DISCONNECT 0x87. (The token has just expired:
+// within the authenticator's leeway it is accepted, then the expiry
+// timer fires at once.)
+func TestMQTTTokenExpiry(t *testing.T) {
+	n := edgetest.Start(t, edgetest.WithMQTT())
+	c := connectRaw(t, n, 5, "", n.TokenTTL("alice", all, all, -1), nil)
+	if d := c.expectClosed(); d == nil || d.ReasonCode != 0x87 {
+		t.Fatalf("closed with %+v, want DISCONNECT 0x87", d)
+	}
 }
 
 // TestMQTTQoS2 runs the inbound QoS 2 flow: PUBREC once durable, a resent
@@ -179,6 +191,11 @@ func TestMQTTDrain(t *testing.T) {
 		conn.Close()
 		t.Fatal("the MQTT listener still accepts after Drain")
 	}
+	// A restarted node serves MQTT on the same address again.
+	n.Restart()
+	c := connectRaw(t, n, 4, "again", n.AllToken("alice"), nil)
+	c.send(&packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+	c.expect(packets.Pingresp)
 }
 
 // TestMQTTBadPackets checks that malformed packets and protocol errors

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/arena-mesh/arena/edge"
 	"github.com/arena-mesh/arena/edge/edgetest"
@@ -112,7 +113,7 @@ func TestMQTTRefused(t *testing.T) {
 		{"bad password 5", "mqttv5", "not-a-token", "ok:a", "x", "Bad User Name or Password", true},
 		{"no password 3.1.1", "mqttv311", "", "ok:a", "x", "Connection Refused: not authorised", true},
 		{"no password 5", "mqttv5", "", "ok:a", "x", "Bad User Name or Password", true},
-		{"expired token 5", "mqttv5", n.TokenTTL("alice", all, all, -1), "ok:a", "x", "Bad User Name or Password", true},
+		{"expired token 5", "mqttv5", n.TokenTTL("alice", all, all, -time.Hour), "ok:a", "x", "Bad User Name or Password", true},
 		// MQTT 3.1.1 has no negative PUBACK: the server closes.
 		{"forbidden 3.1.1", "mqttv311", tok, "no:a", "x", "The connection was lost", true},
 		{"forbidden 5", "mqttv5", tok, "no:a", "x", "Publish 1 failed: Not authorized", false},

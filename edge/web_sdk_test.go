@@ -78,12 +78,11 @@ func TestBrowserSDKSemantics(t *testing.T) {
 				sub: await code(T.arena.subscribe('other:room')),
 				pub: await code(T.arena.publish('other:room', 1)),
 				history: await code(T.arena.history('other:room')),
-				presence: await code(T.arena.presence('sdk:keys')),
 				badRoom: await code(T.arena.publish('bad room', 1)),
 				ping: await code(T.arena.ping()),
 			};
 		})()`, &codes)
-		want := map[string]string{"sub": "forbidden", "pub": "forbidden", "history": "forbidden", "presence": "unavailable", "badRoom": "bad_request", "ping": "ok"}
+		want := map[string]string{"sub": "forbidden", "pub": "forbidden", "history": "forbidden", "badRoom": "bad_request", "ping": "ok"}
 		for k, w := range want {
 			if codes[k] != w {
 				t.Errorf("%s: %q, want %q", k, codes[k], w)
@@ -93,6 +92,43 @@ func TestBrowserSDKSemantics(t *testing.T) {
 		p.eval(`T.arena.connected`, &connected)
 		if !connected {
 			t.Error("refusals cost the connection")
+		}
+	})
+
+	t.Run("presence and receipts", func(t *testing.T) {
+		// ann subscribes with presence; a second user marks her message
+		// read. Nodes without presence answer unavailable, which the SDK
+		// reports as such.
+		other := newPage(t, b, "cy", n.URL+"/healthz")
+		other.connect(fmt.Sprintf(`connect(%s, { token: %s })`, jsString(n.URL), jsString(n.Token("cy", []string{"sdk:*"}, []string{"sdk:*"}))))
+		var offered bool
+		p.eval(`(async () => {
+			T.notices = [];
+			T.psub = await T.arena.subscribe('sdk:presence', { presence: true, onEvent: (e) => T.notices.push(e) });
+			T.pack = await T.arena.publish('sdk:presence', { hello: 'cy' });
+			return T.arena.presence('sdk:presence').then(() => true, (e) => { if (e.code !== 'unavailable') throw e; return false; });
+		})()`, &offered)
+		if !offered {
+			t.Log("this node does not offer presence: only the unavailable answer is checked")
+			return
+		}
+		other.eval(`(async () => {
+			T.osub = await T.arena.subscribe('sdk:presence', { since: { epoch: 1, seq: 0 }, onMessage: (m) => T.arena.markRead(m.room, m.seq) });
+			return true;
+		})()`, nil)
+		p.wait("cy's join and read receipt", `T.notices.some((e) => e.type === 'join' && e.user === 'cy') &&
+			T.notices.some((e) => e.type === 'receipt' && e.user === 'cy' && e.status === 'read' && e.seq === T.pack.seq)`, pageWait)
+		p.wait("presence listing both", `(async () => {
+			const m = await T.arena.presence('sdk:presence');
+			return m.map((x) => x.user).sort().join(',') === 'ann,cy';
+		})()`, pageWait)
+		var rooms []struct {
+			Room   string `json:"room"`
+			Unread int    `json:"unread"`
+		}
+		other.eval(`T.arena.rooms()`, &rooms)
+		if len(rooms) != 1 || rooms[0].Room != "sdk:presence" || rooms[0].Unread != 0 {
+			t.Errorf("cy's rooms %+v, want sdk:presence with nothing unread", rooms)
 		}
 	})
 

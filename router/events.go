@@ -90,7 +90,11 @@ type events struct {
 	full map[string]struct{}
 	// lastLive is the member set presence last adapted to.
 	lastLive map[mesh.NodeID]bool
-	rec      *homeReceipts
+	// fullAgain, when not zero, is when every room is reported in full
+	// once more after a membership change: a home whose view lagged this
+	// node's ignored the first full report.
+	fullAgain time.Time
+	rec       *homeReceipts
 }
 
 // init starts the machinery once.
@@ -227,6 +231,12 @@ func (e *events) flush(now time.Time) {
 	e.mu.Lock()
 	for _, k := range e.local.expire(now, nil) {
 		e.localChangedLocked(k)
+	}
+	if !e.fullAgain.IsZero() && !now.Before(e.fullAgain) {
+		e.fullAgain = time.Time{}
+		for k := range e.local.conns {
+			e.full[k.room] = struct{}{}
+		}
 	}
 	reports := e.takeReportsLocked()
 	full := e.takeFullLocked()

@@ -383,23 +383,15 @@ func (r *Router) sendHandedOver(ctx context.Context, peers []mesh.NodeID) {
 	wg.Wait()
 }
 
-// rehome moves rep's interest to the room's new home after a planned
-// move: the replica keeps its room object, so its subscriptions continue
-// the same stream; what the old home did not push is fetched from the new
-// one. If the new home serves another epoch (the handoff failed), or
-// cannot be reached in time, the replica ends and its subscribers resume.
-func (r *Router) rehome(rep *replica, to mesh.NodeID) {
+// rehome registers rep's interest, with token, at to, its feed after
+// moveInterest pointed it there (a planned move of the room, or another
+// relay): the replica keeps its room object, so its subscriptions
+// continue the same stream; what the old feed did not push is fetched
+// from the home. If the room is in another epoch there (the handoff
+// failed, the room restarted), or the feed cannot be reached in time, the
+// replica ends and its subscribers resume.
+func (r *Router) rehome(rep *replica, to mesh.NodeID, token uint64) {
 	rm := rep.rm
-	token := r.nextReq.Add(1)
-	rep.mu.Lock()
-	if rep.ended {
-		rep.mu.Unlock()
-		return
-	}
-	// Before asking, so that the new home's pushes are taken.
-	rep.home.Store(&to)
-	rep.token.Store(token)
-	rep.mu.Unlock()
 	deadline := time.Now().Add(2 * r.cfg.PeerTimeout)
 	var res callResult
 	for {
@@ -408,15 +400,22 @@ func (r *Router) rehome(rep *replica, to mesh.NodeID) {
 		if err == nil && res.f.Code == codeOK {
 			break
 		}
-		if r.ctx.Err() != nil || rep.homeID() != to {
-			return // closing, or moved again: the newer rehome decides
+		if r.ctx.Err() != nil || rep.token.Load() != token {
+			return // closing, or moved again: the newer move decides
 		}
-		retry := err != nil || res.f.Code == codeNotHome || res.f.Code == codeRetry || res.f.Code == codeUnavailable
-		if !retry || r.waitUntil(r.ctx, nil, deadline) != nil {
-			r.logger.Warn().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("replica not moved to the new home")
-			r.restartReplica(rep)
+		if r.waitUntil(r.ctx, nil, deadline) == nil {
+			continue // not answered, or not taken yet: ask again
+		}
+		if home := rep.homeID(); to != home {
+			// The relay does not take it: take the room from its home
+			// directly (until the next membership change).
+			r.logger.Debug().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("relay did not take the interest; taking the room from its home")
+			r.moveInterest(rep, home, home, token)
 			return
 		}
+		r.logger.Warn().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("replica not moved to the new home")
+		r.restartReplica(rep)
+		return
 	}
 	if res.f.Epoch != rm.epoch {
 		r.restartReplica(rep) // the room restarted: subscribers resume, reset

@@ -19,10 +19,12 @@ import (
 //     a live member wait for that member's handoff (or its handedOver, or
 //     its departure) before they load or start: only a room whose previous
 //     home is gone starts a new epoch;
-//   - a replica whose home moved to a live node in a planned move
-//     re-registers its interest at the new home and continues the same
-//     stream (gaps fetched from the new home); one whose home died ends
-//     (its subscribers get ErrRoomRestarted and resume, with Reset);
+//   - a replica whose home moved to a live node in a planned move, or
+//     whose feed changed (its region's relay for the room came, went or
+//     leaves), re-registers its interest at its new feed and continues
+//     the same stream (gaps fetched from the home); one whose home died
+//     ends (its subscribers get ErrRoomRestarted and resume, with
+//     Reset), and so does a relay's, whose peers are told (ended);
 //   - interest of peers that are gone is dropped, calls waiting for them
 //     fail with ErrUnavailable, and their fan-out queues stop.
 func (r *Router) MembersChanged(ms []mesh.Member) {
@@ -85,10 +87,11 @@ func (r *Router) applyViewLocked(old, nv *view) viewChange {
 	var ch viewChange
 	var ended []*replica
 	type rehoming struct {
-		rep *replica
-		to  mesh.NodeID
+		rep      *replica
+		to, feed mesh.NodeID
 	}
 	var rehome []rehoming
+	var relayed []*room // replicas that may have interested peers
 	r.mu.Lock()
 	for name, rm := range r.active {
 		if to := r.homeOf(name); to != "" {
@@ -109,13 +112,20 @@ func (r *Router) applyViewLocked(old, nv *view) viewChange {
 		ch.moved = append(ch.moved, movedRoom{name: name, to: to, d: d})
 	}
 	for name, rep := range r.replicas {
-		from, to := rep.homeID(), r.homeOf(name)
-		if to == from {
+		from := rep.homeID()
+		to, feed := r.sourceOf(name)
+		rm := rep.established()
+		if to == from && feed == rep.feedID() {
+			if rm != nil {
+				relayed = append(relayed, rm)
+			}
 			continue
 		}
-		if to != "" && nv.live[from] && rep.rm != nil {
-			// A planned move (the home hands the room over): follow it.
-			rehome = append(rehome, rehoming{rep, to})
+		if to != "" && nv.live[from] && rm != nil {
+			// A planned move (the home hands the room over), or
+			// another relay: follow it.
+			rehome = append(rehome, rehoming{rep, to, feed})
+			relayed = append(relayed, rm)
 			continue
 		}
 		delete(r.replicas, name)
@@ -139,19 +149,34 @@ func (r *Router) applyViewLocked(old, nv *view) viewChange {
 		rep.end(nv.live[rep.homeID()])
 	}
 	for _, rh := range rehome {
-		if r.spawn(func() { r.rehome(rh.rep, rh.to) }) {
+		if r.moveInterest(rh.rep, rh.to, rh.feed, 0) {
 			ch.rehomed++
 		}
 	}
 	ch.ended = len(ended)
+	gone := func(p mesh.NodeID) bool { return !nv.live[p] }
 	for _, rm := range homed {
-		rm.subsMu.Lock()
-		for p := range rm.interest {
-			if !nv.live[p] {
-				delete(rm.interest, p)
-			}
+		rm.dropInterestOf(gone)
+	}
+	for _, rm := range relayed {
+		if rm.dropInterestOf(gone) {
+			r.dropReplica(rm)
 		}
-		rm.subsMu.Unlock()
 	}
 	return ch
+}
+
+// dropInterestOf ends the interest of the peers for which gone is true
+// and reports whether the room, a replica, is then unused (marked
+// evicted: the caller drops it).
+func (rm *room) dropInterestOf(gone func(mesh.NodeID) bool) (emptied bool) {
+	rm.subsMu.Lock()
+	defer rm.subsMu.Unlock()
+	n := len(rm.interest)
+	for p := range rm.interest {
+		if gone(p) {
+			delete(rm.interest, p)
+		}
+	}
+	return len(rm.interest) < n && rm.evictUnusedLocked()
 }

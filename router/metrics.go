@@ -18,6 +18,7 @@ type metrics struct {
 	peerDrops     prometheus.Counter
 	badPeerFrames prometheus.Counter
 	repairs       prometheus.Counter
+	peerMsgsSent  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -58,11 +59,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "arena_router_gap_repairs_total",
 			Help: "Fetches a replica sent to its home to fill a gap in the pushed messages.",
 		}),
+		peerMsgsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_peer_msgs_sent_total",
+			Help: "Message frames queued to peers for fan-out: by a home to the interested nodes of its region and one relay per other region, by a relay to the interested nodes of its region.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs} {
+	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register router metrics: %w", err)
 		}

@@ -281,12 +281,18 @@ func (r *Router) dropSenders(gone func(mesh.NodeID) bool) {
 }
 
 // pushLocked queues m for every interested peer of rm, encoded once. The
-// caller holds rm.subsMu (read); it never blocks.
+// caller holds rm.subsMu (read); it never blocks. On a home the
+// interested peers are the nodes of its region and one relay per other
+// region; on a relay (rm is a replica), the nodes of the relay's region.
 func (r *Router) pushLocked(rm *room, m *Message) {
 	frame := appendMsg(make([]byte, 0, msgFrameSize(m)), m)
+	n := 0
 	for peer := range rm.interest {
-		r.enqueue(peer, rm.name, frame)
+		if r.enqueue(peer, rm.name, frame) {
+			n++
+		}
 	}
+	r.metrics.peerMsgsSent.Add(float64(n))
 }
 
 // reply sends frame to peer on its own goroutine, bounded by PeerTimeout:
@@ -339,6 +345,8 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 		r.serveHandoff(from, &f)
 	case peerLeaving:
 		r.serveLeaving(from, &f)
+	case peerEnded:
+		r.serveEnded(from, &f)
 	case peerHandedOver:
 		r.expect.close(from)
 		r.reply(from, string(f.Room), appendReply(nil, string(f.Room), 0, f.Req, codeOK, 0, 0, 0, 0))

@@ -63,6 +63,14 @@ import (
 //	     old home -> peer, room = the sender's node ID: every room I owe
 //	     you after the last membership change was handed over (or
 //	     cannot be); answered by a reply.
+//	0x0b ended       req:uvarint
+//	     relay -> interested edge: the interest whose token is req
+//	     ended here (the relay's mirror of the room ended: its epoch
+//	     is over, or it could not be made whole); register again.
+//
+// interest, drop and msg also go between the edges of a region and their
+// relay (see Router.sourceOf): an edge registers at its region's relay,
+// which mirrors the room and pushes each msg it gets from the home on.
 //
 // e.g. drop of token 5 for room "a" in epoch 7: 04 01 61 07 05.
 const (
@@ -76,6 +84,7 @@ const (
 	peerHandoff    byte = 0x08
 	peerLeaving    byte = 0x09
 	peerHandedOver byte = 0x0a
+	peerEnded      byte = 0x0b
 )
 
 // Limits of peer frame fields.
@@ -386,7 +395,7 @@ func decodePeerFrame(b []byte, f *peerFrame) error {
 		if r.err == nil && (f.Code > maxPeerCode || f.Flags&^flagDup != 0) {
 			return errPeerField
 		}
-	case peerInterest, peerDrop:
+	case peerInterest, peerDrop, peerEnded:
 		f.Req = r.uvarint()
 	case peerMsg:
 		f.Msg = r.msg()

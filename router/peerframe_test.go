@@ -26,6 +26,7 @@ func peerFrameSeeds() map[string][]byte {
 		"leaving":      appendInterest(nil, peerLeaving, "n1", 0, 14),
 		"handed-over":  appendInterest(nil, peerHandedOver, "n1", 0, 15),
 		"reply-retry":  appendReply(nil, "r", 0, 8, codeRetry, 0, 0, 0, 0),
+		"ended":        appendInterest(nil, peerEnded, "chat:1", m.Epoch, 16),
 	}
 }
 
@@ -64,7 +65,7 @@ func TestPeerFrameRejects(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, errPeerTruncated},
-		{"unknown type", []byte{0x0b, 0x01, 'a', 0x00}, errPeerType},
+		{"unknown type", []byte{0x1f, 0x01, 'a', 0x00}, errPeerType},
 		{"handoff count beyond frame", []byte{peerHandoff, 0x01, 'a', 0x00, 0x01, 0x00, 0x00, 0x00, 0x05}, errPeerField},
 		{"empty room", []byte{peerDrop, 0x00, 0x00, 0x01}, errPeerField},
 		{"room too long", append([]byte{peerDrop, 0xff, 0xff, 0x03}, make([]byte, 10)...), errPeerField},
@@ -96,7 +97,7 @@ func encodePeerFrame(f *peerFrame) []byte {
 		return appendPublish(nil, room, f.Epoch, f.Req, string(f.Msg.From), string(f.Msg.Key), f.Msg.Data)
 	case peerReply:
 		return appendReply(nil, room, f.Epoch, f.Req, f.Code, f.Flags, f.Seq, f.Aux, f.TS)
-	case peerInterest, peerDrop, peerLeaving, peerHandedOver:
+	case peerInterest, peerDrop, peerLeaving, peerHandedOver, peerEnded:
 		return appendInterest(nil, f.Type, room, f.Epoch, f.Req)
 	case peerHandoff:
 		msgs := make([]*Message, len(f.Msgs))

@@ -102,13 +102,17 @@ type view struct {
 	// home a room would have without this node, which is where it was
 	// before this node won it (see Router.prevHome).
 	others []mesh.Member
+	// region maps every live member to its region; self is this node.
+	region map[mesh.NodeID]string
+	self   mesh.NodeID
 }
 
 // newView builds a view of ms in which the nodes of leaving hold no room.
 func newView(ms []mesh.Member, self mesh.NodeID, leaving map[mesh.NodeID]bool) *view {
-	v := &view{members: ms, live: make(map[mesh.NodeID]bool, len(ms))}
+	v := &view{members: ms, live: make(map[mesh.NodeID]bool, len(ms)), region: make(map[mesh.NodeID]string, len(ms)), self: self}
 	for _, m := range ms {
 		v.live[m.ID] = true
+		v.region[m.ID] = m.Region
 		if !leaving[m.ID] {
 			v.placed = append(v.placed, m)
 		}
@@ -152,4 +156,29 @@ func (r *Router) isHome(room string) bool { return r.homeOf(room) == "" }
 // runner-up; a leaving member is the runner-up of the rooms it gives up).
 func (r *Router) prevHome(room string) mesh.NodeID {
 	return Home(room, r.cfg.Placement.Region(room), r.view.Load().others)
+}
+
+// sourceOf returns room's home ("" when this node is the home, see
+// homeOf) and the node this node takes the room's pushed messages from,
+// its feed: the home itself when this node is in the home's region (or
+// is the relay of its own region), else the relay of this node's region,
+// the rendezvous winner for the room among the region's placed members
+// (DESIGN.md, "Placement and regions": the home sends each message once
+// per remote region, to its relay, which fans it out in the region).
+func (r *Router) sourceOf(room string) (home, feed mesh.NodeID) {
+	if home = r.homeOf(room); home == "" {
+		return "", ""
+	}
+	v := r.view.Load()
+	region, ok := v.region[v.self]
+	if true || !ok || v.region[home] == region {
+		return home, home
+	}
+	relay := Home(room, region, v.placed)
+	if relay == v.self || relay == "" || v.region[relay] != region {
+		// This node is the relay, or the region has no other placed
+		// member (this node leaves): take the home's pushes directly.
+		return home, home
+	}
+	return home, relay
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/arena-mesh/arena/mesh"
 	"github.com/arena-mesh/arena/wal"
@@ -254,7 +255,13 @@ func (r *Router) presenceViewChanged() {
 	for k := range e.local.conns {
 		e.full[k.room] = struct{}{}
 	}
+	e.fullAgain = r.cfg.Now().Add(fullReportRepeat)
 }
+
+// fullReportRepeat is how long after a membership change every room is
+// reported in full a second time (see events.fullAgain): longer than the
+// mesh takes to tell every node of a change.
+const fullReportRepeat = 2 * time.Second
 
 // handlePresenceFrame handles a presence or receipt frame from a peer
 // (dispatched by HandlePeerFrame). It never blocks on the network.

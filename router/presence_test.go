@@ -216,6 +216,19 @@ func TestHomeReceipts(t *testing.T) {
 		t.Fatalf("pending rooms after flush = %v", rooms)
 	}
 
+	// Leaving the room keeps the positions not stored yet.
+	h.apply("bob", "r", 8, 4, true)
+	h.apply("cy", "r", 8, 1, true)
+	h.takeDirty()
+	h.apply("bob", "r", 8, 5, true)
+	h.dropRoom("r")
+	if _, ok := h.get("cy", "r"); ok {
+		t.Fatal("dropRoom kept a stored position cached")
+	}
+	if d := h.takeDirty(); len(d) != 1 || d[0].User != "bob" || d[0].Read != 5 {
+		t.Fatalf("takeDirty after dropRoom = %+v, want bob's position", d)
+	}
+
 	// Per-publisher limit: the rest waits for the next flush.
 	for i := range maxReceiptsPerPublisher + 10 {
 		h.addPending("r", string(rune('A'+i)), EventRead, 1, []string{"pub"})

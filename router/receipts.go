@@ -85,23 +85,29 @@ func (r *Router) receiptLocal(req ReceiptRequest) error {
 	e := r.events()
 	e.mu.Lock()
 	_, cached := e.rec.get(req.User, req.Room)
+	var from uint64
+	var advanced bool
+	if cached {
+		from, advanced = e.rec.apply(req.User, req.Room, rm.epoch, req.Seq, req.Read)
+	}
 	e.mu.Unlock()
 	if !cached {
+		// A wal read, outside the lock; load keeps a position cached
+		// meanwhile, and apply runs in the same critical section so that
+		// the cache cannot lose the loaded one in between.
 		st, _, err := r.log.Receipt(req.User, req.Room)
 		if err != nil {
 			return fmt.Errorf("receipt: %w", err)
 		}
 		e.mu.Lock()
 		e.rec.load(st)
+		from, advanced = e.rec.apply(req.User, req.Room, rm.epoch, req.Seq, req.Read)
 		e.mu.Unlock()
 	}
 	kind := EventDelivered
 	if req.Read {
 		kind = EventRead
 	}
-	e.mu.Lock()
-	from, advanced := e.rec.apply(req.User, req.Room, rm.epoch, req.Seq, req.Read)
-	e.mu.Unlock()
 	if !advanced {
 		return nil
 	}
@@ -332,11 +338,15 @@ func (h *homeReceipts) overlayLocked(user string, stored []wal.ReceiptState) []w
 	return stored
 }
 
-// dropRoom forgets the positions and pending receipts of room (no longer
-// homed here); stored positions stay in the wal.
+// dropRoom forgets the pending receipts of room (no longer homed here)
+// and its cached positions, except those not stored yet (the next flush
+// stores them); stored positions stay in the wal.
 func (h *homeReceipts) dropRoom(room string) {
 	delete(h.pending, room)
 	for user, rooms := range h.states {
+		if _, dirty := h.dirty[presenceKey{room: room, user: user}]; dirty {
+			continue
+		}
 		if _, ok := rooms[room]; ok {
 			delete(rooms, room)
 			h.cached--

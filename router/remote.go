@@ -20,8 +20,10 @@ import (
 func (r *Router) forwardPublish(ctx context.Context, home mesh.NodeID, req PublishRequest, done DoneFunc, deadline time.Time) error {
 	var epoch uint64 // our view of the room's epoch, if we mirror it
 	r.mu.RLock()
-	if rep := r.replicas[req.Room]; rep != nil && rep.rm != nil {
-		epoch = rep.rm.epoch
+	if rep := r.replicas[req.Room]; rep != nil {
+		if rm := rep.established(); rm != nil {
+			epoch = rm.epoch
+		}
 	}
 	r.mu.RUnlock()
 	id := r.nextReq.Add(1)
@@ -142,11 +144,11 @@ func (r *Router) remoteHistory(ctx context.Context, home mesh.NodeID, room strin
 	return epoch, msgs, nil
 }
 
-// subscribeRemote subscribes to a room homed on home through its local
-// replica.
-func (r *Router) subscribeRemote(ctx context.Context, home mesh.NodeID, req SubscribeRequest) (SubscribeResult, error) {
+// subscribeRemote subscribes to a room homed on another node through its
+// local replica. It returns errNotHome if the room is homed here now.
+func (r *Router) subscribeRemote(ctx context.Context, req SubscribeRequest) (SubscribeResult, error) {
 	for {
-		rep, err := r.replicaFor(ctx, req.Room, home)
+		rep, err := r.replicaFor(ctx, req.Room)
 		if err != nil {
 			return SubscribeResult{}, err
 		}
@@ -154,7 +156,7 @@ func (r *Router) subscribeRemote(ctx context.Context, home mesh.NodeID, req Subs
 		var first uint64
 		if req.Since != nil {
 			// The home knows what it retains; ask it (limit 0: no messages).
-			res, err := r.fetch(ctx, home, rm.name, rm.epoch, fetchAfter, 0, 0)
+			res, err := r.fetch(ctx, rep.homeID(), rm.name, rm.epoch, fetchAfter, 0, 0)
 			if err != nil {
 				return SubscribeResult{}, err
 			}

@@ -10,17 +10,22 @@ import (
 )
 
 // replica mirrors a room homed on another node while local clients
-// subscribe to it: the home pushes every written message (interest), the
-// replica appends them to a local room's ring in seq order, so
-// Subscription and Pull work as for a home room. Gaps (a frame lost with a
-// connection, or dropped by a full fan-out queue) are detected by seq and
-// filled by fetching from the home.
+// subscribe to it, or while nodes of this region take it from here (this
+// node is the region's relay for the room): its feed (the home, or the
+// region's relay, see Router.sourceOf) pushes every written message
+// (interest), the replica appends them to a local room's ring in seq
+// order, so Subscription and Pull work as for a home room, and the ring's
+// written pushes them on to the room's own interested peers. Gaps (a
+// frame lost with a connection, or dropped by a full fan-out queue) are
+// detected by seq and filled by fetching from the home.
 type replica struct {
 	name string
-	// home and token change when a planned move re-registers the
-	// interest at the room's new home (rehome); read them with homeID
-	// and tokenID.
+	// home, feed and token change when the interest moves (a planned
+	// move of the room, or its feed changed, see moveInterest); read
+	// them with homeID and feedID. Fetches go to home, the interest to
+	// feed, and only feed's pushes are taken.
 	home  atomic.Pointer[mesh.NodeID]
+	feed  atomic.Pointer[mesh.NodeID]
 	token atomic.Uint64 // the interest's token (and its request id)
 	ready chan struct{} // closed once rm or err is set
 
@@ -35,32 +40,58 @@ type replica struct {
 	ended     bool
 }
 
-// newReplica returns a replica of room name homed on home, not registered yet.
-func (r *Router) newReplica(name string, home mesh.NodeID) *replica {
+// newReplica returns a replica of room name homed on home and fed by
+// feed, not registered yet.
+func (r *Router) newReplica(name string, home, feed mesh.NodeID) *replica {
 	rep := &replica{name: name, ready: make(chan struct{})}
 	rep.home.Store(&home)
+	rep.feed.Store(&feed)
 	rep.token.Store(r.nextReq.Add(1))
 	return rep
 }
 
-// homeID returns the node the replica mirrors.
+// homeID returns the room's home, which fetches go to.
 func (rep *replica) homeID() mesh.NodeID { return *rep.home.Load() }
 
-// replicaFor returns the replica of room name homed on home, registering
-// interest at home if there is none yet.
-func (r *Router) replicaFor(ctx context.Context, name string, home mesh.NodeID) (*replica, error) {
+// feedID returns the node the interest is registered at, whose pushes
+// the replica takes: the home, or the relay of this node's region.
+func (rep *replica) feedID() mesh.NodeID { return *rep.feed.Load() }
+
+// established returns the replica's room once its interest was first
+// answered, else nil.
+func (rep *replica) established() *room {
+	select {
+	case <-rep.ready:
+		return rep.rm
+	default:
+		return nil
+	}
+}
+
+// replicaFor returns the replica of room name, registering interest at
+// its feed if there is none yet. Home and feed are read under r.mu, so
+// that a view change (applyViewLocked) sees every replica created with
+// an older view. It returns errNotHome when this node is the home.
+func (r *Router) replicaFor(ctx context.Context, name string) (*replica, error) {
 	for {
 		if r.closed.Load() {
 			return nil, ErrClosed
 		}
 		r.mu.Lock()
 		rep := r.replicas[name]
-		if rep != nil && (rep.homeID() != home || rep.rm != nil && rep.rm.evicted.Load()) {
-			delete(r.replicas, name) // on its way out; start anew
-			rep = nil
+		if rep != nil {
+			if rm := rep.established(); rm != nil && rm.evicted.Load() {
+				delete(r.replicas, name) // on its way out; start anew
+				rep = nil
+			}
 		}
 		if rep == nil {
-			rep = r.newReplica(name, home)
+			home, feed := r.sourceOf(name)
+			if home == "" {
+				r.mu.Unlock()
+				return nil, errNotHome
+			}
+			rep = r.newReplica(name, home, feed)
 			r.replicas[name] = rep
 			r.mu.Unlock()
 			// Not with ctx: other subscribers may wait for this registration.
@@ -74,6 +105,9 @@ func (r *Router) replicaFor(ctx context.Context, name string, home mesh.NodeID) 
 			return nil, ctx.Err()
 		}
 		if rep.err != nil {
+			if rep.isEnded() {
+				continue // a view change ended it: start anew
+			}
 			return nil, rep.err
 		}
 		if rep.rm.evicted.Load() {
@@ -83,14 +117,34 @@ func (r *Router) replicaFor(ctx context.Context, name string, home mesh.NodeID) 
 	}
 }
 
-// registerReplica asks rep's home for interest and sets up rep's room at the
-// home's head.
+// registerReplica asks rep's feed for interest and sets up rep's room at
+// the feed's head. A feed that does not take the interest (its view of
+// the members lags, or it is busy) is asked again, up to PeerTimeout; a
+// relay that still does not is given up for the home itself (the replica
+// moves to its relay at the next membership change).
 func (r *Router) registerReplica(rep *replica) {
-	home, token := rep.homeID(), rep.token.Load()
+	home, feed, token := rep.homeID(), rep.feedID(), rep.token.Load()
 	frame := appendInterest(nil, peerInterest, rep.name, 0, token)
-	res, err := r.call(r.ctx, home, rep.name, token, frame)
-	if err == nil {
-		err = codeError(home, res.f.Code)
+	deadline := time.Now().Add(r.cfg.PeerTimeout)
+	var res callResult
+	var err error
+	for {
+		res, err = r.call(r.ctx, feed, rep.name, token, frame)
+		if err == nil {
+			err = codeError(feed, res.f.Code)
+		}
+		if err == nil || rep.isEnded() || r.ctx.Err() != nil {
+			break
+		}
+		if r.waitUntil(r.ctx, nil, deadline) == nil {
+			continue
+		}
+		if feed == home {
+			break
+		}
+		r.logger.Debug().Err(err).Str("room", rep.name).Str("peer", string(feed)).Msg("relay did not take the interest; taking the room from its home")
+		feed, deadline = home, time.Now().Add(r.cfg.PeerTimeout)
+		rep.feed.Store(&home)
 	}
 	if err != nil {
 		rep.err = err
@@ -115,21 +169,32 @@ func (r *Router) registerReplica(rep *replica) {
 	rep.mu.Unlock()
 	close(rep.ready)
 	if ended {
-		rm.end(false)
+		// Ended while registering (a view change): drop the interest
+		// the feed just took, and tell whoever registered here meanwhile.
+		r.enqueueLive(feed, rep.name, appendInterest(nil, peerDrop, rep.name, rm.epoch, token))
+		rep.endRoom(rm, false)
+		return
 	}
 	if start {
 		r.spawn(func() { r.repair(rep) })
 	}
-	r.logger.Debug().Str("room", rep.name).Str("peer", string(home)).Uint64("epoch", rm.epoch).Msg("interest registered")
+	r.logger.Debug().Str("room", rep.name).Str("peer", string(feed)).Uint64("epoch", rm.epoch).Msg("interest registered")
 }
 
-// receiveMsg applies a message pushed by a room's home.
+// isEnded reports whether rep ended.
+func (rep *replica) isEnded() bool {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	return rep.ended
+}
+
+// receiveMsg applies a message pushed by a room's home or relay.
 func (r *Router) receiveMsg(from mesh.NodeID, f *peerFrame) {
 	r.mu.RLock()
 	rep := r.replicas[string(f.Room)]
 	r.mu.RUnlock()
-	if rep == nil || rep.homeID() != from {
-		return // no longer interested, or not from the home we know
+	if rep == nil || rep.feedID() != from {
+		return // no longer interested, or not from the feed we know
 	}
 	m := &Message{
 		Room: rep.name, Epoch: f.Epoch, Seq: f.Msg.Seq, TS: f.Msg.TS,
@@ -254,12 +319,70 @@ func (rep *replica) end(moved bool) {
 	rm := rep.rm
 	rep.mu.Unlock()
 	if rm != nil {
-		rm.end(moved)
+		rep.endRoom(rm, moved)
 	}
 }
 
-// dropReplica is called when rm, a replica, lost its last subscriber: the
-// replica leaves the map and the interest at the home is dropped.
+// endRoom ends rm, rep's room, and tells the peers that took the room
+// from this node (it was their region's relay) that their interest
+// ended: they register again, at this node or at their new feed, and
+// continue the stream if its epoch goes on.
+func (rep *replica) endRoom(rm *room, moved bool) {
+	for peer, token := range rm.end(moved) {
+		rm.r.enqueueLive(peer, rep.name, appendInterest(nil, peerEnded, rep.name, rm.epoch, token))
+	}
+}
+
+// enqueueLive is enqueue for a peer that is live in the current view (a
+// frame for a gone peer would start a sender that nobody stops).
+func (r *Router) enqueueLive(peer mesh.NodeID, key string, frame []byte) {
+	if r.view.Load().live[peer] {
+		r.enqueue(peer, key, frame)
+	}
+}
+
+// serveEnded: the relay this node's replica takes the room from ended
+// the interest (its own mirror of the room ended). The interest is
+// registered again, at the feed of the current view; the stream goes on
+// if the room's epoch does.
+func (r *Router) serveEnded(from mesh.NodeID, f *peerFrame) {
+	r.mu.RLock()
+	rep := r.replicas[string(f.Room)]
+	r.mu.RUnlock()
+	if rep == nil || rep.feedID() != from || rep.token.Load() != f.Req {
+		return // not ours any more
+	}
+	if home, feed := r.sourceOf(rep.name); home != "" {
+		r.moveInterest(rep, home, feed, f.Req)
+	}
+}
+
+// moveInterest points rep at home and feed and registers its interest
+// there with a new token (see rehome), unless rep ended, is not
+// established yet, or (expect != 0) its token is no longer expect. It
+// reports whether it did.
+func (r *Router) moveInterest(rep *replica, home, feed mesh.NodeID, expect uint64) bool {
+	rep.mu.Lock()
+	if rep.ended || rep.rm == nil || expect != 0 && rep.token.Load() != expect {
+		rep.mu.Unlock()
+		return false
+	}
+	oldFeed, oldToken := rep.feedID(), rep.token.Load()
+	token := r.nextReq.Add(1)
+	// Before asking, so that the new feed's pushes are taken.
+	rep.home.Store(&home)
+	rep.feed.Store(&feed)
+	rep.token.Store(token)
+	rep.mu.Unlock()
+	if oldFeed != feed {
+		r.enqueueLive(oldFeed, rep.name, appendInterest(nil, peerDrop, rep.name, rep.rm.epoch, oldToken))
+	}
+	return r.spawn(func() { r.rehome(rep, feed, token) })
+}
+
+// dropReplica is called when rm, a replica, lost its last subscriber and
+// its last interested peer: the replica leaves the map and the interest
+// at its feed is dropped.
 func (r *Router) dropReplica(rm *room) {
 	rep := rm.rep
 	r.mu.Lock()
@@ -271,7 +394,7 @@ func (r *Router) dropReplica(rm *room) {
 	rep.ended = true
 	rep.pending = nil
 	rep.mu.Unlock()
-	r.enqueue(rep.homeID(), rep.name, appendInterest(nil, peerDrop, rep.name, rm.epoch, rep.token.Load()))
+	r.enqueueLive(rep.feedID(), rep.name, appendInterest(nil, peerDrop, rep.name, rm.epoch, rep.token.Load()))
 }
 
 // fetch asks home for messages of room (see the fetch frame).

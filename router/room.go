@@ -42,8 +42,11 @@ type room struct {
 
 	subsMu sync.RWMutex // guards subs, each Subscription.idx, interest
 	subs   []*Subscription
-	// interest lists the peers this home room pushes its messages to,
-	// each with the token of its interest frame.
+	// interest lists the peers this room pushes its messages to, each
+	// with the token of its interest frame: for a home room, the
+	// interested nodes of its region and the relays of other regions;
+	// for a replica on its region's relay, the other interested nodes
+	// of the region.
 	interest map[mesh.NodeID]uint64
 
 	// rep is set for a replica: a room homed on another node, mirrored
@@ -98,8 +101,8 @@ func (rm *room) written(m *Message) {
 // end marks the room's epoch over on this node and wakes every
 // subscription so that it pulls the rest and then gets ErrRoomRestarted
 // (ErrRoomMoved if moved). The caller has removed the room from the
-// router's maps.
-func (rm *room) end(moved bool) {
+// router's maps. It returns the interest the room had (nil for none).
+func (rm *room) end(moved bool) (interest map[mesh.NodeID]uint64) {
 	if rm.rep == nil {
 		rm.mu.Lock() // publishes check evicted under mu
 		defer rm.mu.Unlock()
@@ -108,12 +111,13 @@ func (rm *room) end(moved bool) {
 	rm.subsMu.Lock()
 	rm.evicted.Store(true)
 	rm.ended.Store(true)
-	rm.interest = nil
+	interest, rm.interest = rm.interest, nil
 	subs := rm.subs
 	rm.subsMu.Unlock()
 	for _, s := range subs {
 		s.notify()
 	}
+	return interest
 }
 
 // addSubscriber registers s with its cursor set by pick from the ring's head
@@ -134,8 +138,8 @@ func (rm *room) addSubscriber(s *Subscription, pick func(head, ringOldest uint64
 }
 
 // removeSubscriber unregisters s; idempotent. For a replica it reports
-// whether s was the last subscriber: the replica is then marked evicted
-// and the caller drops it.
+// whether s was the last subscriber and no peer takes the room from here:
+// the replica is then marked evicted and the caller drops it.
 func (rm *room) removeSubscriber(s *Subscription) (emptied bool) {
 	rm.subsMu.Lock()
 	defer rm.subsMu.Unlock()
@@ -153,11 +157,32 @@ func (rm *room) removeSubscriber(s *Subscription) (emptied bool) {
 		rm.subs = nil
 	}
 	rm.touch()
-	if rm.rep != nil && len(rm.subs) == 0 && !rm.evicted.Load() {
+	return rm.evictUnusedLocked()
+}
+
+// evictUnusedLocked marks a replica that has neither subscribers nor
+// interested peers evicted and reports whether it did (the caller then
+// drops it, see dropReplica). rm.subsMu is held.
+func (rm *room) evictUnusedLocked() bool {
+	if rm.rep != nil && len(rm.subs) == 0 && len(rm.interest) == 0 && !rm.evicted.Load() {
 		rm.evicted.Store(true)
 		return true
 	}
 	return false
+}
+
+// removeInterest ends peer's interest if its token is still token (0:
+// any) and reports whether the room, a replica, is then unused (marked
+// evicted: the caller drops it).
+func (rm *room) removeInterest(peer mesh.NodeID, token uint64) (emptied bool) {
+	rm.subsMu.Lock()
+	defer rm.subsMu.Unlock()
+	tok, ok := rm.interest[peer]
+	if !ok || token != 0 && tok != token {
+		return false
+	}
+	delete(rm.interest, peer)
+	return rm.evictUnusedLocked()
 }
 
 // touch records activity, delaying eviction.

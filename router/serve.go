@@ -2,6 +2,8 @@ package router
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/arena-mesh/arena/mesh"
@@ -43,16 +45,62 @@ func (r *Router) replyAck(to mesh.NodeID, room string, req uint64, ack Ack, err 
 	r.reply(to, room, appendReply(nil, room, ack.Epoch, req, code, flags, ack.Seq, 0, ack.TS))
 }
 
-// serveInterest registers a peer's interest in a room homed here and
-// answers with the room's epoch, head and oldest retained seq. Messages
-// written after that head are pushed to the peer (some at or before it
-// may be pushed too; the peer ignores them).
+// serveInterest registers a peer's interest in a room homed here, or
+// mirrored here as its region's relay, and answers with the room's
+// epoch, head and (on the home) oldest retained seq. Messages written
+// after that head are pushed to the peer (some at or before it may be
+// pushed too; the peer ignores them).
 func (r *Router) serveInterest(from mesh.NodeID, f *peerFrame) {
 	room, token := string(f.Room), f.Req
 	r.spawn(func() {
-		epoch, head, first, err := r.addInterest(room, from, token)
+		var epoch, head, first uint64
+		var err error
+		if r.isHome(room) {
+			epoch, head, first, err = r.addInterest(room, from, token)
+		} else {
+			epoch, head, err = r.addRelayInterest(room, from, token)
+		}
 		r.reply(from, room, appendReply(nil, room, epoch, token, peerCodeOf(err), 0, head, first, 0))
 	})
+}
+
+// addRelayInterest registers a peer's interest in a room homed elsewhere
+// at this node, its region's relay for the room: this node mirrors the
+// room (a replica fed by the home, kept while any peer or local client
+// uses it) and pushes each message on to the peer. A node that is not the
+// relay in its view answers errNotHome (the peer asks again).
+func (r *Router) addRelayInterest(name string, peer mesh.NodeID, token uint64) (epoch, head uint64, err error) {
+	ctx, cancel := r.peerTimeoutCtx()
+	defer cancel()
+	for {
+		if home, feed := r.sourceOf(name); home == "" || feed != home {
+			return 0, 0, errNotHome
+		}
+		rep, err := r.replicaFor(ctx, name)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, 0, fmt.Errorf("%w: relay room %q: %w", ErrUnavailable, name, err)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if rep.feedID() != rep.homeID() {
+			return 0, 0, errNotHome // it takes the room from another relay
+		}
+		rm := rep.rm
+		rm.subsMu.Lock()
+		if rm.evicted.Load() {
+			rm.subsMu.Unlock()
+			continue
+		}
+		if rm.interest == nil {
+			rm.interest = make(map[mesh.NodeID]uint64)
+		}
+		rm.interest[peer] = token
+		head = rm.ring.Head()
+		rm.subsMu.Unlock()
+		r.logger.Debug().Str("room", name).Str("peer", string(peer)).Uint64("epoch", rm.epoch).Msg("relay interest added")
+		return rm.epoch, head, nil
+	}
 }
 
 func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch, head, first uint64, err error) {
@@ -83,20 +131,26 @@ func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch
 	}
 }
 
-// serveDrop ends a peer's interest, if the token is still the current one.
+// serveDrop ends a peer's interest, if the token is still the current
+// one, in a room homed here or relayed from here (a relay's replica that
+// nobody uses any more is dropped).
 func (r *Router) serveDrop(from mesh.NodeID, f *peerFrame) {
 	r.mu.RLock()
 	rm := r.active[string(f.Room)]
+	if rm == nil {
+		if rep := r.replicas[string(f.Room)]; rep != nil {
+			rm = rep.established()
+		}
+	}
 	r.mu.RUnlock()
 	if rm == nil {
 		return
 	}
-	rm.subsMu.Lock()
-	if tok, ok := rm.interest[from]; ok && tok == f.Req {
-		delete(rm.interest, from)
-	}
-	rm.subsMu.Unlock()
+	emptied := rm.removeInterest(from, f.Req)
 	rm.touch()
+	if emptied {
+		r.dropReplica(rm)
+	}
 }
 
 // serveFetch answers a range request for a room homed here.

@@ -70,8 +70,12 @@ func (r *Router) Subscribe(ctx context.Context, req SubscribeRequest) (Subscribe
 	if req.Sink == nil {
 		return SubscribeResult{}, errors.New("subscribe: nil Sink")
 	}
-	if home := r.homeOf(req.Room); home != "" {
-		return r.subscribeRemote(ctx, home, req)
+	if r.homeOf(req.Room) != "" {
+		res, err := r.subscribeRemote(ctx, req)
+		if !errors.Is(err, errNotHome) {
+			return res, err
+		}
+		// The room moved here meanwhile.
 	}
 	for {
 		rm, err := r.roomWait(ctx, req.Room)

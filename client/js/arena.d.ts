@@ -83,6 +83,15 @@ export interface MeasuredEdge {
   rtt: number;
 }
 
+/** A room the user has a read position in (Arena.rooms). */
+export interface UserRoom {
+  room: string;
+  head: Position;
+  read: Position;
+  /** Messages after read up to head. */
+  unread: number;
+}
+
 /** A user present in a room. */
 export interface Member {
   user: string;
@@ -245,8 +254,10 @@ export class Arena {
   subscribe<T = unknown>(room: string, opts?: SubscribeOptions<T>): Promise<Subscription<T>>;
   publish(room: string, data: unknown, opts?: PublishOptions): Promise<Ack>;
   history<T = unknown>(room: string, opts?: HistoryOptions): Promise<{ epoch: number; msgs: Message<T>[] }>;
-  /** Rejects with ArenaError "unavailable" when the node does not offer presence; not retried. */
+  /** Users with a subscribed connection in room. Rejects with ArenaError "unavailable" when the node does not offer presence; not retried. */
   presence(room: string, opts?: CallOptions): Promise<Member[]>;
+  /** The rooms this user has read positions in, by room name. */
+  rooms(opts?: CallOptions): Promise<UserRoom[]>;
   /** Sends a delivery receipt; false when not connected (nothing sent). */
   markDelivered(room: string, seq: number): boolean;
   /** Sends a read receipt up to seq; false when not connected (nothing sent). */

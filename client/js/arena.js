@@ -494,14 +494,27 @@ export class Arena extends Emitter {
   }
 
   /**
-   * Returns the users present in room ([{user, conns}]). Rejects with an
-   * ArenaError "unavailable" when the node does not offer presence (this
-   * server version) or the room's home is unreachable; not retried.
+   * Returns the users present in room ([{user, conns}]): users with a
+   * subscribed connection anywhere in the cluster. Rejects with an
+   * ArenaError "unavailable" when the node does not offer presence (older
+   * servers) or the room's home is unreachable; not retried, so a page can
+   * show that presence is not available.
    */
   async presence(room, opts = {}) {
     checkRoom(room);
     const r = await this._call((id) => ({ op: 'presence', id, room }), 'presence', { ...opts, retry: false });
     return r.members || [];
+  }
+
+  /**
+   * Lists the rooms this user has read positions in, by room name:
+   * [{room, head, read, unread}] (positions are {epoch, seq}; unread counts
+   * the messages after read up to head). Positions come from markRead and
+   * markDelivered on any connection of the user.
+   */
+  async rooms(opts = {}) {
+    const r = await this._call((id) => ({ op: 'rooms', id }), 'rooms', opts);
+    return r.rooms || [];
   }
 
   /** Marks message seq of room delivered to this user (no reply). */

@@ -33,6 +33,9 @@ type Config struct {
 	// is refused unless Listen and Mesh are loopback addresses. False:
 	// every client needs a token or an API key.
 	Dev bool `yaml:"dev"`
+	// Web serves the demo chat at / and the live dashboard at /dashboard.
+	// false: served only with dev access.
+	Web bool `yaml:"web"`
 	// LogLevel is the zerolog level: trace, debug, info, warn, error,
 	// fatal, panic or disabled. Empty: info.
 	LogLevel string `yaml:"log_level"`

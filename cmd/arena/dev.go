@@ -63,12 +63,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var seed string
 	for _, r := range devRegions {
 		cfg := Config{
-			NodeID:        r.name + "-1",
-			Region:        r.name,
-			Listen:        net.JoinHostPort(*host, strconv.Itoa(*basePort+r.port)),
-			Mesh:          net.JoinHostPort(*host, "0"),
-			Data:          filepath.Join(*data, r.name),
-			Dev:           true,
+			NodeID: r.name + "-1",
+			Region: r.name,
+			Listen: net.JoinHostPort(*host, strconv.Itoa(*basePort+r.port)),
+			Mesh:   net.JoinHostPort(*host, "0"),
+			Data:   filepath.Join(*data, r.name),
+			Dev:    true,
+			Web:    true,
+			// A demo page served by one region fails over to the others:
+			// their WebSocket is cross-origin.
+			Auth:          AuthConfig{AllowedOrigins: []string{*host + ":*", "localhost:*"}},
 			LogLevel:      *logLevel,
 			DefaultRegion: "eu",
 			Placement: []PlacementRule{

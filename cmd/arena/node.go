@@ -176,6 +176,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		PublishBurst:   cfg.Limits.PublishBurst,
 		SendQueue:      cfg.Limits.SendQueue,
 		AllowedOrigins: cfg.Auth.AllowedOrigins,
+		Web:            cfg.Web,
 		Edges:          n.edges,
 		Ready:          n.joined,
 		Gatherer:       reg,

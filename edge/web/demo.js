@@ -16,6 +16,7 @@ const state = {
   rooms: new Map(), // room -> {sub, items: [], unread}
   current: '',
   edges: [],
+  mine: new Set(), // "room#seq" of the messages this page published
 };
 window.arenaDemo = state;
 
@@ -98,11 +99,20 @@ function item(m) {
   const text = d && typeof d === 'object' && typeof d.text === 'string' ? d.text : JSON.stringify(d);
   const who = d && typeof d === 'object' && typeof d.name === 'string' ? d.name : m.from;
   const latency = d && typeof d === 'object' && typeof d.sent === 'number' ? Date.now() - d.sent : null;
-  return { kind: 'msg', seq: m.seq, epoch: m.epoch, who, text, latency };
+  const mine = state.mine.has(m.room + '#' + m.seq) || (!!m.key && state.mine.has('key:' + m.key));
+  return { kind: 'msg', seq: m.seq, epoch: m.epoch, who, text, latency, mine, delivered: new Set(), read: new Set(), el: null };
+}
+
+// receiptText says who got or read one of this page's messages.
+function receiptText(it) {
+  if (it.read.size > 0) return '✓✓ read by ' + [...it.read].sort().join(', ');
+  if (it.delivered.size > 0) return '✓ delivered to ' + it.delivered.size;
+  return '';
 }
 
 function renderItem(it) {
   const li = document.createElement('li');
+  it.el = li;
   if (it.kind === 'notice') {
     li.className = 'notice';
     li.textContent = it.text;
@@ -120,6 +130,12 @@ function renderItem(it) {
   text.className = 'text';
   text.textContent = it.text;
   li.append(seq, who, text);
+  if (it.mine) {
+    const r = document.createElement('span');
+    r.className = 'rcpt';
+    r.textContent = receiptText(it);
+    li.append(r);
+  }
   if (it.latency !== null) {
     const lat = document.createElement('span');
     lat.className = 'lat';
@@ -135,6 +151,7 @@ function add(room, it) {
   if (!r) return;
   r.items.push(it);
   if (r.items.length > maxShown) r.items.shift();
+  if (it.kind === 'msg' && it.live) markSeen(room, it.seq);
   if (room === state.current) {
     const ul = $('messages');
     const atBottom = ul.scrollHeight - ul.scrollTop - ul.clientHeight < 40;
@@ -147,10 +164,43 @@ function add(room, it) {
   }
 }
 
+// markSeen sends a read receipt for messages of the room on screen and a
+// delivery receipt for the others, at most every 250 ms per room.
+function markSeen(room, seq) {
+  const r = state.rooms.get(room);
+  if (!r || !state.arena) return;
+  r.seen = Math.max(r.seen || 0, seq);
+  if (r.markTimer) return;
+  r.markTimer = setTimeout(() => {
+    r.markTimer = null;
+    try {
+      if (room === state.current && document.visibilityState !== 'hidden') state.arena.markRead(room, r.seen);
+      else state.arena.markDelivered(room, r.seen);
+    } catch (e) {
+      log('receipt: ' + e.message);
+    }
+  }, 250);
+}
+
+// onReceipt records that e.user got or read this page's messages up to
+// e.seq (receipts are cumulative).
+function onReceipt(room, e) {
+  const r = state.rooms.get(room);
+  if (!r || (state.arena.info && e.user === state.arena.info.user)) return;
+  for (const it of r.items) {
+    if (it.kind !== 'msg' || !it.mine || it.seq > e.seq) continue;
+    (e.status === 'read' ? it.read : it.delivered).add(e.user);
+    const span = it.el && it.el.querySelector('.rcpt');
+    if (span) span.textContent = receiptText(it);
+  }
+}
+
 function show(room) {
   state.current = room;
   const r = state.rooms.get(room);
   r.unread = 0;
+  const last = r.items.filter((it) => it.kind === 'msg').pop();
+  if (last) markSeen(room, last.seq);
   $('title').textContent = room;
   $('messages').replaceChildren(...r.items.map(renderItem));
   $('messages').scrollTop = $('messages').scrollHeight;
@@ -192,8 +242,17 @@ async function join(room) {
   try {
     r.sub = await a.subscribe(room, {
       since,
+      presence: true,
       onMessage: (m) => add(room, { ...item(m), live: true }),
       onReset: (e) => add(room, { kind: 'notice', text: `messages lost: resumed at epoch ${e.to.epoch} seq ${e.to.seq}` }),
+      onEvent: (e) => {
+        if (e.type === 'receipt') {
+          onReceipt(room, e);
+          return;
+        }
+        log(`${e.user} ${e.type === 'join' ? 'joined' : 'left'} ${room}`);
+        if (room === state.current) showPresence(room);
+      },
     });
     r.sub.on('error', (e) => add(room, { kind: 'notice', text: 'subscription ended: ' + e.message }));
     log('joined ' + room);
@@ -210,7 +269,19 @@ async function send(ev) {
   input.value = '';
   const t0 = performance.now();
   try {
-    const ack = await state.arena.publish(state.current, { text, name: nameInput.value, sent: Date.now() });
+    const room = state.current;
+    const key = 'demo-' + Date.now().toString(36) + '-' + Math.random().toString(36).slice(2);
+    // The message may arrive before its ack: remember it as ours by key too.
+    state.mine.add('key:' + key);
+    const ack = await state.arena.publish(room, { text, name: nameInput.value, sent: Date.now() }, { key });
+    state.mine.add(room + '#' + ack.seq);
+    const r = state.rooms.get(room);
+    const it = r && r.items.find((x) => x.kind === 'msg' && x.seq === ack.seq);
+    if (it && !it.mine) {
+      it.mine = true;
+      const old = it.el;
+      if (old) old.replaceWith(renderItem(it));
+    }
     log(`ack #${ack.seq} in ${(performance.now() - t0).toFixed(0)} ms`);
   } catch (e) {
     add(state.current, { kind: 'notice', text: 'not sent: ' + e.message });

@@ -36,6 +36,8 @@ type options struct {
 	timeout   time.Duration
 	peerQueue int
 	wal       []func(*wal.Config)
+	router    []func(*router.Config)
+	timing    *mesh.Timing
 }
 
 // WithRegions puts node i in regions[i%len(regions)]. Default: one
@@ -61,6 +63,17 @@ func WithWALConfig(f func(*wal.Config)) Option {
 	return func(o *options) { o.wal = append(o.wal, f) }
 }
 
+// WithTiming sets every mesh's failure-detection timing instead of
+// mesh.LocalTiming() (slower timings keep a loaded machine from
+// suspecting live nodes, in tests that do not kill nodes).
+func WithTiming(tm mesh.Timing) Option { return func(o *options) { o.timing = &tm } }
+
+// WithRouterConfig changes every router's configuration (PresenceGrace,
+// EventInterval, ...) after the cluster filled it.
+func WithRouterConfig(f func(*router.Config)) Option {
+	return func(o *options) { o.router = append(o.router, f) }
+}
+
 // Node is one member of a Cluster.
 type Node struct {
 	ID     mesh.NodeID
@@ -68,6 +81,8 @@ type Node struct {
 	Router *router.Router
 	Mesh   *mesh.Mesh
 	Log    *wal.Log
+	// Metrics is the registry of the router's metrics (see Metric).
+	Metrics *prometheus.Registry
 
 	stopOnce sync.Once
 	dead     bool // set by Kill (test goroutine only)
@@ -78,6 +93,7 @@ type Cluster struct {
 	t     testing.TB
 	opts  options
 	Nodes []*Node
+	dirs  map[int]string // node index -> its wal directory (kept for Rejoin)
 }
 
 // Start runs n nodes, node 0 first and the others joining it, and waits
@@ -106,7 +122,7 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 	id := mesh.NodeID(fmt.Sprintf("n%d", i+1))
 	region := c.opts.regions[i%len(c.opts.regions)]
 	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Str("node", string(id)).Logger()
-	wcfg := wal.Config{Dir: t.TempDir(), Logger: logger}
+	wcfg := wal.Config{Dir: c.walDir(i), Logger: logger}
 	for _, f := range c.opts.wal {
 		f(&wcfg)
 	}
@@ -119,6 +135,10 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 		join = []string{seed}
 	}
 	hooks := new(router.MeshHooks)
+	timing := mesh.LocalTiming()
+	if c.opts.timing != nil {
+		timing = *c.opts.timing
+	}
 	m, err := mesh.New(context.Background(), mesh.Config{
 		NodeID:         id,
 		Region:         region,
@@ -130,23 +150,28 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 		Logger:         logger.Level(zerolog.WarnLevel),
 		Registerer:     prometheus.NewRegistry(),
 		RejoinInterval: 200 * time.Millisecond,
-		Timing:         mesh.LocalTiming(),
+		Timing:         timing,
 	})
 	if err != nil {
 		_ = log.Close()
 		t.Fatalf("start mesh of %s: %v", id, err)
 	}
-	r, err := router.New(router.Config{
+	reg := prometheus.NewRegistry()
+	rcfg := router.Config{
 		NodeID:      string(id),
 		Log:         log,
 		Logger:      logger,
-		Registerer:  prometheus.NewRegistry(),
+		Registerer:  reg,
 		RingSize:    c.opts.ringSize,
 		Mesh:        m,
 		Placement:   c.opts.placement,
 		PeerTimeout: c.opts.timeout,
 		PeerQueue:   c.opts.peerQueue,
-	})
+	}
+	for _, f := range c.opts.router {
+		f(&rcfg)
+	}
+	r, err := router.New(rcfg)
 	if err != nil {
 		_ = m.Close()
 		_ = log.Close()
@@ -155,7 +180,7 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 	hooks.Bind(r)
 	// The member list may have changed between New and Bind.
 	r.MembersChanged(m.Members())
-	nd := &Node{ID: id, Region: region, Router: r, Mesh: m, Log: log}
+	nd := &Node{ID: id, Region: region, Router: r, Mesh: m, Log: log, Metrics: reg}
 	t.Cleanup(nd.stop)
 	return nd
 }
@@ -229,6 +254,38 @@ func (c *Cluster) HomeOf(room string) int {
 		ms = append(ms, mesh.Member{ID: c.Nodes[i].ID, Region: c.Nodes[i].Region})
 	}
 	return c.index(router.Home(room, c.opts.placement.Region(room), ms))
+}
+
+// RelayOf returns the index of room's relay in region among the live
+// nodes: the rendezvous winner for the room among the region's nodes, as
+// the routers choose it (-1 if the region has no live node).
+func (c *Cluster) RelayOf(room, region string) int {
+	var ms []mesh.Member
+	for _, i := range c.Live() {
+		if c.Nodes[i].Region == region {
+			ms = append(ms, mesh.Member{ID: c.Nodes[i].ID, Region: region})
+		}
+	}
+	return c.index(router.Home(room, region, ms))
+}
+
+// Metric returns the value of the router's counter or gauge name (0 if
+// it has none).
+func (nd *Node) Metric(name string) float64 {
+	mfs, err := nd.Metrics.Gather()
+	if err != nil {
+		return 0
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return v
 }
 
 // RoomHomedOn returns a room name (prefix plus a number) whose home is

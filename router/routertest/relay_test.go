@@ -1,0 +1,156 @@
+package routertest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/arena-mesh/arena/mesh"
+	"github.com/arena-mesh/arena/router"
+)
+
+// msgsSent is the metric that counts message frames pushed to peers.
+const msgsSent = "arena_router_peer_msgs_sent_total"
+
+// sentCounts returns every node's msgsSent (0 for dead nodes).
+func sentCounts(c *Cluster) []float64 {
+	out := make([]float64, len(c.Nodes))
+	for _, i := range c.Live() {
+		out[i] = c.Nodes[i].Metric(msgsSent)
+	}
+	return out
+}
+
+// fanOut publishes batches of n messages to room, from every live node
+// in turn, until every follower has each batch and the nodes pushed
+// exactly want[i] message frames per message during one batch (0 for
+// nodes not in want). A batch during which the membership flapped (a
+// loaded machine) may move interest around and is tried again; a wrong
+// fan-out fails every batch. It returns the room's head.
+func fanOut(t *testing.T, c *Cluster, room string, followers map[int]*follower, n int, want map[int]float64) uint64 {
+	t.Helper()
+	var head uint64
+	WaitFor(t, 90*time.Second, "a batch pushed once per region", func() bool {
+		live := c.Live()
+		before := sentCounts(c)
+		for k := range n {
+			head = publish(t, c.Nodes[live[k%len(live)]].Router, room, "ann", "", fmt.Sprint(k)).Seq
+		}
+		for _, f := range followers {
+			f.until(head)
+		}
+		after := sentCounts(c)
+		ok := true
+		for _, i := range live {
+			if d := after[i] - before[i]; d != want[i]*float64(n) {
+				t.Logf("node %d (region %s) pushed %v message frames for %d messages, want %v", i+1, c.Nodes[i].Region, d, n, want[i]*float64(n))
+				ok = false
+			}
+		}
+		return ok
+	})
+	return head
+}
+
+// followRetry is follow, subscribing again while the room's home or
+// relay is unavailable (membership settling on a loaded machine).
+func followRetry(t *testing.T, r *router.Router, room string) *follower {
+	t.Helper()
+	var res router.SubscribeResult
+	var err error
+	sk := newSink()
+	WaitFor(t, 30*time.Second, "subscribe to "+room, func() bool {
+		res, err = r.Subscribe(t.Context(), router.SubscribeRequest{Room: room, Sink: sk})
+		if err != nil && !errors.Is(err, router.ErrUnavailable) {
+			t.Fatalf("subscribe %s: %v", room, err)
+		}
+		return err == nil
+	})
+	t.Cleanup(res.Sub.Close)
+	return &follower{t: t, r: r, room: room, s: &sub{Subscription: res.Sub, sink: sk, res: res}}
+}
+
+// TestClusterRelay: a room homed in region a, with subscribers on every
+// node of region b and on one more node of a. Every subscriber sees the
+// whole stream, in order and without gap; the home pushes each message
+// once to the other subscribing node of its region and once to region b
+// (to its relay, which pushes it on to the other two nodes of b). When
+// the relay leaves, the subscribers left in b continue without gap or
+// reset, and region b's new relay takes over the fan-out.
+func TestClusterRelay(t *testing.T) {
+	// No node dies here: a patient failure detector keeps a loaded
+	// machine from declaring the home dead (which would restart the room).
+	tm := mesh.LocalTiming()
+	tm.ProbeInterval, tm.ProbeTimeout, tm.SuspicionMult = time.Second, 800*time.Millisecond, 8
+	c := Start(t, 6, WithRegions("a", "b"), WithPlacement(router.Placement{DefaultRegion: "a"}), WithPeerTimeout(3*time.Second), WithTiming(tm))
+	const home = 0
+	room := c.RoomHomedOn("relay:", home)
+	relay := c.RelayOf(room, "b")
+	var inA, inB []int
+	for i, nd := range c.Nodes {
+		switch {
+		case i == home:
+		case nd.Region == "a":
+			inA = append(inA, i)
+		default:
+			inB = append(inB, i)
+		}
+	}
+	if len(inB) != 3 || c.Nodes[home].Region != "a" {
+		t.Fatalf("regions: home in %s, %d nodes in b", c.Nodes[home].Region, len(inB))
+	}
+	followers := map[int]*follower{inA[0]: followRetry(t, c.Nodes[inA[0]].Router, room)}
+	for _, i := range inB {
+		followers[i] = followRetry(t, c.Nodes[i].Router, room)
+	}
+
+	// The home pushes once to the node of a, once to region b's relay;
+	// the relay pushes on to the other nodes of b.
+	const n = 40
+	head := fanOut(t, c, room, followers, n, map[int]float64{home: 2, relay: float64(len(inB) - 1)})
+
+	// The relay leaves while the home keeps publishing.
+	var (
+		wg   sync.WaitGroup
+		last atomic.Uint64
+		stop = make(chan struct{})
+	)
+	last.Store(head)
+	wg.Go(func() {
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			last.Store(publish(t, c.Nodes[home].Router, room, "bob", fmt.Sprintf("l%d", k), fmt.Sprint(k)).Seq)
+		}
+	})
+	WaitFor(t, 20*time.Second, "publishes before the leave", func() bool { return last.Load() >= head+20 })
+	if err := c.Leave(relay); err != nil {
+		t.Fatalf("relay leave: %v", err)
+	}
+	mark := last.Load()
+	WaitFor(t, 20*time.Second, "publishes after the leave", func() bool { return last.Load() >= mark+20 })
+	close(stop)
+	wg.Wait()
+	head = last.Load()
+	delete(followers, relay)
+	for i, f := range followers {
+		f.until(head)
+		if f.resumes != 0 {
+			t.Fatalf("subscriber on node %d resumed %d times after the relay left", i+1, f.resumes)
+		}
+	}
+
+	// Region b has a new relay, which takes the fan-out over once every
+	// node there moved its interest to it.
+	newRelay := c.RelayOf(room, "b")
+	if newRelay == relay || c.Nodes[newRelay].Region != "b" {
+		t.Fatalf("new relay is node %d", newRelay+1)
+	}
+	fanOut(t, c, room, followers, n, map[int]float64{home: 2, newRelay: 1})
+}
