@@ -95,6 +95,7 @@ type mqttSubProc struct {
 	granted []int // SUBACK codes, one per topic
 	msgs    chan mqttMsg
 	ended   chan struct{} // closed when stdout ends (the process exits)
+	stop    chan struct{} // closed at cleanup: scan stops handing out messages
 
 	mu  sync.Mutex
 	out bytes.Buffer // everything printed, for failure messages
@@ -105,30 +106,34 @@ type mqttSubProc struct {
 // at the end of the test.
 func startMosquittoSub(t testing.TB, n *edgetest.Node, version, password string, qos int, topics ...string) *mqttSubProc {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	args := append(mqttArgs(t, n, version, password), "-d", "-q", strconv.Itoa(qos), "-F", "MSG %q %t %p")
 	for _, topic := range topics {
 		args = append(args, "-t", topic)
 	}
 	// stdbuf makes mosquitto_sub's stdout line-buffered: its SUBACK debug
 	// line would otherwise sit in a pipe buffer.
+	bin := mosquitto(t, "mosquitto_sub")
 	stdbuf, err := exec.LookPath("stdbuf")
 	if err != nil {
 		t.Fatalf("stdbuf (coreutils) not found: %v", err)
 	}
-	cmd := exec.CommandContext(ctx, stdbuf, append([]string{"-oL", mosquitto(t, "mosquitto_sub")}, args...)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, stdbuf, append([]string{"-oL", bin}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatalf("start mosquitto_sub: %v", err)
 	}
-	p := &mqttSubProc{t: t, msgs: make(chan mqttMsg, 64), ended: make(chan struct{})}
+	p := &mqttSubProc{t: t, msgs: make(chan mqttMsg, 64), ended: make(chan struct{}), stop: make(chan struct{})}
 	subacked := make(chan []int, 1)
 	go p.scan(stdout, subacked)
 	t.Cleanup(func() {
+		close(p.stop)
 		cancel()
 		_ = cmd.Wait()
 		<-p.ended
@@ -163,14 +168,20 @@ func (p *mqttSubProc) scan(r io.Reader, subacked chan<- []int) {
 				v, _ := strconv.Atoi(c)
 				granted = append(granted, v)
 			}
-			subacked <- granted
+			select {
+			case subacked <- granted:
+			default: // a second SUBACK (after a reconnect): the first counts
+			}
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, "MSG "); ok {
 			f := strings.SplitN(rest, " ", 3)
 			if len(f) == 3 {
 				qos, _ := strconv.Atoi(f[0])
-				p.msgs <- mqttMsg{qos: qos, topic: f[1], payload: f[2]}
+				select {
+				case p.msgs <- mqttMsg{qos: qos, topic: f[1], payload: f[2]}:
+				case <-p.stop:
+				}
 			}
 		}
 	}

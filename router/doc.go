@@ -99,6 +99,23 @@
 // Wiring: the mesh takes its Handler and OnChange at mesh.New, before the
 // router exists; MeshHooks bridges them.
 //
+// # Presence and receipts
+//
+// Enter makes a connection present in a room (the edge calls it for
+// every subscription) and PresenceConn.Leave ends it, at once or, for a
+// connection that dropped, after Config.PresenceGrace. Each node counts
+// its connections per room and user (presence.go, a pure state machine)
+// and reports changed counts to the room's home, which holds the member
+// set, turns it into joins and leaves, and coalesces them per
+// Config.EventInterval before sending them to every node with
+// connections in the room (EventSink). Receipt records recv and read at
+// the home (receipts.go): positions are cached, stored in the wal's
+// receipt store once per interval, and become receipt events for the
+// publishers and presence watchers. Presence answers who is in a room;
+// UserRooms lists a user's read positions with unread counts, asking
+// every node. Peer frames: peerframe_presence.go; the multi-node part:
+// presence_remote.go; the event loop: events.go.
+//
 // # Concurrency
 //
 // Every Router method is safe for concurrent use. Per room, sequencing is

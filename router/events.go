@@ -95,6 +95,7 @@ type events struct {
 	// node's ignored the first full report.
 	fullAgain time.Time
 	rec       *homeReceipts
+	m         *eventMetrics
 }
 
 // init starts the machinery once.
@@ -113,6 +114,11 @@ func (e *events) init(r *Router) *events {
 			}
 		}
 		e.rec = newHomeReceipts()
+		m, err := newEventMetrics(r.cfg.Registerer)
+		if err != nil {
+			r.logger.Warn().Err(err).Msg("presence metrics not registered")
+		}
+		e.m = m
 		e.ready.Store(true)
 		r.spawn(e.loop)
 	})
@@ -247,7 +253,9 @@ func (e *events) flush(now time.Time) {
 	rooms = slices.Compact(rooms)
 	for _, room := range rooms {
 		var evs []Event
-		for _, ch := range e.home.flush(room, maxFlushEvents) {
+		changes := e.home.flush(room, maxFlushEvents)
+		e.m.changes.Add(float64(len(changes)))
+		for _, ch := range changes {
 			kind := EventLeave
 			if ch.Joined {
 				kind = EventJoin
@@ -274,8 +282,12 @@ func (e *events) flush(now time.Time) {
 		}
 	}
 	if len(states) > 0 {
-		if err := e.r.log.PutReceipts(states); err != nil && !errors.Is(err, wal.ErrClosed) {
-			e.r.logger.Warn().Err(err).Int("receipts", len(states)).Msg("receipt positions not stored")
+		if err := e.r.log.PutReceipts(states); err != nil {
+			if !errors.Is(err, wal.ErrClosed) {
+				e.r.logger.Warn().Err(err).Int("receipts", len(states)).Msg("receipt positions not stored")
+			}
+		} else {
+			e.m.stored.Add(float64(len(states)))
 		}
 	}
 }
@@ -311,9 +323,12 @@ func (e *events) deliver(room string, evs []Event) {
 	}
 	e.mu.Unlock()
 	var mine []Event
+	n := 0
+	defer func() { e.m.deliveries.Add(float64(n)) }()
 	for _, c := range conns {
 		if c.presence {
 			c.sink.Events(room, evs)
+			n += len(evs)
 			continue
 		}
 		mine = mine[:0]
@@ -324,6 +339,7 @@ func (e *events) deliver(room string, evs []Event) {
 		}
 		if len(mine) > 0 {
 			c.sink.Events(room, slices.Clone(mine))
+			n += len(mine)
 		}
 	}
 }

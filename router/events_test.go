@@ -149,6 +149,10 @@ func TestReceiptsToPublisherAndWatchers(t *testing.T) {
 		t.Fatalf("a connection without presence that published nothing got %+v", evs)
 	}
 
+	if got := counterValue(t, r.ev.m.receipts); got != 2 {
+		t.Errorf("arena_router_receipts_total = %v, want 2 (the two advances)", got)
+	}
+	waitCond(t, "positions stored", func() bool { return counterValue(t, r.ev.m.stored) >= 1 })
 	rooms, err := r.UserRooms(ctx, "ann")
 	if err != nil {
 		t.Fatal(err)

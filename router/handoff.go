@@ -409,7 +409,7 @@ func (r *Router) rehome(rep *replica, to mesh.NodeID, token uint64) {
 		if home := rep.homeID(); to != home {
 			// The relay does not take it: take the room from its home
 			// directly (until the next membership change).
-			r.logger.Debug().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("relay did not take the interest; taking the room from its home")
+			r.logger.Info().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("relay did not take the interest; taking the room from its home")
 			r.moveInterest(rep, home, home, token)
 			return
 		}

@@ -171,7 +171,7 @@ func (r *Router) sourceOf(room string) (home, feed mesh.NodeID) {
 	}
 	v := r.view.Load()
 	region, ok := v.region[v.self]
-	if true || !ok || v.region[home] == region {
+	if !ok || v.region[home] == region {
 		return home, home
 	}
 	relay := Home(room, region, v.placed)

@@ -111,6 +111,7 @@ func (r *Router) receiptLocal(req ReceiptRequest) error {
 	if !advanced {
 		return nil
 	}
+	e.m.receipts.Inc()
 	to := r.publishers(rm, from, req.Seq, req.User)
 	e.mu.Lock()
 	e.rec.addPending(req.Room, req.User, kind, req.Seq, to)

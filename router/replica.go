@@ -142,7 +142,7 @@ func (r *Router) registerReplica(rep *replica) {
 		if feed == home {
 			break
 		}
-		r.logger.Debug().Err(err).Str("room", rep.name).Str("peer", string(feed)).Msg("relay did not take the interest; taking the room from its home")
+		r.logger.Info().Err(err).Str("room", rep.name).Str("peer", string(feed)).Msg("relay did not take the interest; taking the room from its home")
 		feed, deadline = home, time.Now().Add(r.cfg.PeerTimeout)
 		rep.feed.Store(&home)
 	}

@@ -42,6 +42,11 @@
 // the newest message of a room's current epoch, so recovery always finds
 // the head.
 //
+// Receipt positions (how far each user received and read each room) live
+// in the same DB under their own keys (state.go): PutReceipts writes a
+// batch of them with one fsync, Receipt and Receipts read them. They are
+// not part of the append queue and retention never deletes them.
+//
 // # Concurrency contract
 //
 // All methods are safe for concurrent use. Append and SetEpoch return at

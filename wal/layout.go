@@ -25,6 +25,8 @@ import (
 //	dedup     'k' | room | 0x00 | key
 //	          value: epoch (8) | seq (8) | ts (8), where key was first used
 //
+//	receipt   'u' | len(user) (2) | user | room  (see state.go)
+//
 //	expiry    'x' | ts^(1<<63) (8) | room | 0x00 | key
 //	          value: empty. One per dedup entry, ordered by the entry's ts, so
 //	          that the sweeper finds expired dedup entries by a range scan

@@ -33,6 +33,9 @@ type Config struct {
 	// is refused unless Listen and Mesh are loopback addresses. False:
 	// every client needs a token or an API key.
 	Dev bool `yaml:"dev"`
+	// MQTTListen is the MQTT 3.1.1/5 listener address, host:port (topics
+	// are rooms; the password is a token). Empty: no MQTT listener.
+	MQTTListen string `yaml:"mqtt_listen"`
 	// Web serves the demo chat at / and the live dashboard at /dashboard.
 	// false: served only with dev access.
 	Web bool `yaml:"web"`

@@ -74,6 +74,7 @@ func parseServeFlags(args []string, output io.Writer) (*flag.FlagSet, map[string
 	fs.String("mesh", DefaultMesh, "gossip + QUIC bind `address` (QUIC on the same port over UDP)")
 	fs.String("join", "", "comma-separated mesh `addresses` of existing nodes")
 	fs.String("data", DefaultData, "data `directory`")
+	fs.String("mqtt-listen", "", "MQTT listener `address` (empty: no MQTT)")
 	fs.String("token-secret", "", "HS256 `secret` of client tokens (prefer ARENA_TOKEN_SECRET: flags show in ps)")
 	fs.Bool("dev", false, "accept clients without a token, with full permissions (loopback listeners only)")
 	fs.String("log-level", DefaultLogLevel, "log `level`: debug, info, warn, error")
@@ -97,6 +98,7 @@ func (c *Config) applyFlags(fs *flag.FlagSet, set map[string]bool) {
 		"listen":       &c.Listen,
 		"mesh":         &c.Mesh,
 		"data":         &c.Data,
+		"mqtt-listen":  &c.MQTTListen,
 		"token-secret": &c.Auth.TokenSecret,
 		"log-level":    &c.LogLevel,
 	} {
@@ -120,6 +122,7 @@ func (c *Config) applyEnv(vars map[string]string) error {
 		"ARENA_LISTEN":       &c.Listen,
 		"ARENA_MESH":         &c.Mesh,
 		"ARENA_DATA":         &c.Data,
+		"ARENA_MQTT_LISTEN":  &c.MQTTListen,
 		"ARENA_TOKEN_SECRET": &c.Auth.TokenSecret,
 		"ARENA_LOG_LEVEL":    &c.LogLevel,
 		"ARENA_CLUSTER_KEY":  &c.ClusterKey,

@@ -49,6 +49,11 @@ func (c *Config) Validate() error {
 	if listenErr == nil && meshErr == nil && listenPort != 0 && listenPort == meshPort && listenHost == meshHost {
 		add("listen and mesh are both %q: give them different ports", c.Listen)
 	}
+	if c.MQTTListen != "" {
+		if _, _, err := checkHostPort(c.MQTTListen); err != nil {
+			add("mqtt_listen %q: %w", c.MQTTListen, err)
+		}
+	}
 	for i, j := range c.Join {
 		if _, port, err := checkHostPort(j); err != nil {
 			add("join[%d] %q: %w", i, j, err)
@@ -57,7 +62,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Dev {
-		for _, l := range []struct{ name, addr string }{{"listen", c.Listen}, {"mesh", c.Mesh}} {
+		for _, l := range []struct{ name, addr string }{{"listen", c.Listen}, {"mesh", c.Mesh}, {"mqtt_listen", c.MQTTListen}} {
+			if l.addr == "" {
+				continue
+			}
 			host, _, err := net.SplitHostPort(l.addr)
 			if err == nil && !isLoopback(host) {
 				add("--dev gives every client full access without a token, so it is refused unless every listener is on a loopback address; %s %q is not (use 127.0.0.1, ::1 or localhost, or drop --dev and set --token-secret)", l.name, l.addr)

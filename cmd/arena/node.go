@@ -40,6 +40,8 @@ type node struct {
 	serveDone chan struct{} // closed when the HTTP server stops serving
 	serveErr  error         // why it stopped; read after serveDone
 
+	mqttDone chan struct{} // closed when the MQTT listener stopped; nil without MQTT
+
 	stopLoad context.CancelFunc // stops gossipLoad
 	loadDone chan struct{}      // closed when gossipLoad returned
 }
@@ -186,6 +188,22 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	}
 	undo = append(undo, func() { n.edge.Close() })
 
+	if cfg.MQTTListen != "" {
+		mln, err := net.Listen("tcp", cfg.MQTTListen)
+		if err != nil {
+			return nil, fmt.Errorf("listen for MQTT clients on %s: %w", cfg.MQTTListen, err)
+		}
+		n.mqttDone = make(chan struct{})
+		go func() {
+			defer close(n.mqttDone)
+			// ServeMQTT returns nil once Drain or Close closed mln.
+			if err := n.edge.ServeMQTT(mln); err != nil {
+				logger.Error().Err(err).Msg("mqtt listener failed")
+			}
+		}()
+		logger.Info().Str("addr", mln.Addr().String()).Msg("mqtt listening")
+	}
+
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	n.stopLoad, n.loadDone = stopLoad, make(chan struct{})
 	go n.gossipLoad(loadCtx)
@@ -304,6 +322,9 @@ func (n *node) stop(timeout time.Duration) error {
 	}
 	if err := n.edge.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close edge: %w", err))
+	}
+	if n.mqttDone != nil {
+		<-n.mqttDone
 	}
 	if err := n.rt.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close router: %w", err))
