@@ -129,6 +129,26 @@ func LocalTiming() Timing {
 	}
 }
 
+// suspicionMaxTimeoutMult is memberlist's default (LAN) bound on how far
+// missing confirmations stretch the suspicion timeout.
+const suspicionMaxTimeoutMult = 6
+
+// quicTimeouts returns the QUIC idle timeout and keep-alive period for t.
+//
+// The idle timeout is about the longest memberlist takes to declare a
+// silent node dead (a failed probe, then a suspicion that gathers no
+// confirmation, in a mesh of up to ten nodes): a connection that heard
+// nothing for that long is cut by a partition or points at a dead process,
+// and ends about when membership gives up on the peer, instead of
+// surviving the partition with its retransmission timer backed off by
+// seconds and its peer's end possibly gone. Keep-alives, four per idle
+// timeout, keep a healthy but quiet connection from timing out even if a
+// few are lost, and hold NAT bindings open.
+func quicTimeouts(t Timing) (idle, keepAlive time.Duration) {
+	idle = t.ProbeInterval + t.ProbeTimeout + time.Duration(suspicionMaxTimeoutMult*t.SuspicionMult)*t.ProbeInterval
+	return idle, idle / 4
+}
+
 const (
 	defaultBind       = "127.0.0.1:7946"
 	defaultRegion     = "default"

@@ -34,7 +34,18 @@
 // Each pair of nodes shares one long-lived QUIC connection. Only the node
 // with the lower ID dials it (redialling with jittered backoff while the
 // other is a member), so simultaneous dials never need a tie-break; a newer
-// connection from the same peer replaces an older one. A node sends on up
+// connection from the same peer replaces an older one. The connection's
+// idle timeout is about the longest memberlist takes to declare a silent
+// node dead (ProbeInterval + ProbeTimeout + 6 x SuspicionMult x
+// ProbeInterval: 3.4s with LocalTiming, 25.5s by default), with
+// keep-alives four times as often, so a connection cut by a partition
+// ends about when membership gives up on the peer. When a peer declared
+// dead comes back (healed partition, rejoin) before either end noticed,
+// a connection that has heard nothing from it since it was declared dead
+// is stale (the peer may have closed its end meanwhile, and retransmission
+// timers backed off while every packet was lost): it is dropped before
+// Members lists the peer again (arena_mesh_stale_connections_total), and
+// the dialer dials afresh at once, cutting any backoff. A node sends on up
 // to Lanes (16) unidirectional streams per peer, opened on first use; a
 // frame goes on lane FNV-1a(key) mod 16. Each lane has a queue bounded by
 // Config.LaneBuffer bytes and one writer goroutine that drains it into a
@@ -82,11 +93,23 @@
 // # Delivery contract
 //
 // Frames with the same (peer, key) reach the peer's Handler in Send order
-// and at most once. Frames are lost only when the connection fails or the
+// and at most once: a frame is written to one connection only, and never
+// written again. Frames are lost only when the connection fails or the
 // peer leaves or dies with them queued or in flight (counted in
 // arena_mesh_frames_dropped_total); the router detects such gaps by
-// sequence number. Across a reconnect, frames of the old connection still
-// being read may interleave with the new one's.
+// sequence number.
+//
+// Around a reconnect, this means: frames already written to a connection
+// that then fails (or is dropped as stale) are lost, whether the peer read
+// them or not, and are not resent on the next connection; frames still
+// queued when a lane's connection fails wait in their queue for the next
+// connection (a failed batch write drops that batch only). Frames Sent
+// after membership lists a revived peer again never go to the connection
+// from before its death. A connection the peer tore down during a
+// partition without this end noticing eats the frames written to it until
+// the stateless reset or idle timeout ends it: this is why a peer's
+// revival drops such a connection first. Across a reconnect, frames of
+// the old connection still being read may interleave with the new one's.
 //
 // # Concurrency
 //

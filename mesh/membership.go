@@ -124,6 +124,11 @@ func (m *Mesh) nodeDown(n *memberlist.Node) {
 		k.left = n.State == memberlist.StateLeft
 		k.seen = time.Now()
 	}
+	if p := (*m.peers.Load())[id]; p != nil {
+		// Now, not in the watcher: the node may come back before the
+		// watcher runs, and setMember must know it was declared dead.
+		p.markDead(time.Now())
+	}
 	m.tableMu.Unlock()
 	m.signalChange()
 }
@@ -218,9 +223,7 @@ func (m *Mesh) removeGonePeers(now time.Time) time.Duration {
 		}
 		p.mu.Lock()
 		member, addr := p.member, p.addr
-		if member && p.dead.IsZero() {
-			p.dead = now
-		}
+		p.markDeadLocked(now) // normally done by nodeDown already
 		left := grace - now.Sub(p.dead)
 		p.mu.Unlock()
 		if !member {

@@ -66,13 +66,10 @@ type Mesh struct {
 	closed bool       // guarded by lifeMu
 }
 
-// QUIC connection settings. Failure detection is memberlist's job; the
-// idle timeout only cleans up connections to nodes it has not declared
-// dead yet, and keep-alives hold NAT bindings open.
+// QUIC connection settings (the idle timeout and keep-alive period derive
+// from Config.Timing: see quicTimeouts).
 const (
-	quicIdleTimeout = 15 * time.Second
-	quicKeepAlive   = 5 * time.Second
-	leaveTimeout    = 5 * time.Second
+	leaveTimeout = 5 * time.Second
 	// streamWindow bounds a lane's unread bytes at the receiver (QUIC
 	// stream flow control): 512 KiB per RTT is 5 MB/s per lane at 100 ms.
 	streamWindow = 512 << 10
@@ -159,10 +156,11 @@ func (m *Mesh) start() error {
 		m.pconn = newWANConn(m.udp, cfg.WAN, cfg.Region, m.regionOf, m.metrics.wanDropped.Inc)
 	}
 	m.qt = &quic.Transport{Conn: m.pconn, StatelessResetKey: (*quic.StatelessResetKey)(resetKey)}
+	idle, keepAlive := quicTimeouts(cfg.Timing)
 	m.quicConf = &quic.Config{
 		HandshakeIdleTimeout:       cfg.Timing.StreamTimeout,
-		MaxIdleTimeout:             quicIdleTimeout,
-		KeepAlivePeriod:            quicKeepAlive,
+		MaxIdleTimeout:             idle,
+		KeepAlivePeriod:            keepAlive,
 		MaxIncomingStreams:         -1, // lanes are unidirectional
 		MaxIncomingUniStreams:      4 * Lanes,
 		InitialStreamReceiveWindow: streamWindow / 4,

@@ -20,6 +20,7 @@ type metrics struct {
 	dials             *prometheus.CounterVec // result
 	badMeta           prometheus.Counter
 	rejoins           prometheus.Counter
+	staleConns        prometheus.Counter
 	wanDropped        prometheus.Counter
 	members           prometheus.GaugeFunc
 	connected         prometheus.GaugeFunc
@@ -55,6 +56,7 @@ func newMetrics(node NodeID, members, connected func() float64) *metrics {
 		dials:             vec("dials_total", "QUIC dials to peers, by result.", "result"),
 		badMeta:           counter("bad_meta_total", "Gossiped node metadata that failed to decode; the node is ignored."),
 		rejoins:           counter("rejoins_total", "Periodic re-joins that reached at least one peer not seen alive."),
+		staleConns:        counter("stale_connections_total", "Connections dropped because their peer came back after being declared dead and they had heard nothing since."),
 		wanDropped:        counter("wan_dropped_packets_total", "Packets dropped by WAN emulation."),
 		members:           gauge("members", "Live members, self included.", members),
 		connected:         gauge("peers_connected", "Peers with an open QUIC connection.", connected),
@@ -67,7 +69,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	}
 	for _, c := range []prometheus.Collector{
 		m.framesSent, m.bytesSent, m.framesReceived, m.bytesReceived, m.framesDropped,
-		m.sendBlocked, m.badFrames, m.handshakeFailures, m.dials, m.badMeta, m.rejoins,
+		m.sendBlocked, m.badFrames, m.handshakeFailures, m.dials, m.badMeta, m.rejoins, m.staleConns,
 		m.wanDropped, m.members, m.connected,
 	} {
 		if err := r.Register(c); err != nil {
@@ -83,7 +85,7 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.framesSent, m.bytesSent, m.framesReceived, m.bytesReceived, m.framesDropped,
-		m.sendBlocked, m.badFrames, m.handshakeFailures, m.dials, m.badMeta, m.rejoins,
+		m.sendBlocked, m.badFrames, m.handshakeFailures, m.dials, m.badMeta, m.rejoins, m.staleConns,
 		m.wanDropped, m.members, m.connected,
 	} {
 		r.Unregister(c)

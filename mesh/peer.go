@@ -44,13 +44,18 @@ type peer struct {
 
 	lanes [Lanes]atomic.Pointer[lane] // set once each, under mu
 
-	mu      sync.Mutex
-	member  bool           // guarded by mu: membership lists the peer
-	dead    time.Time      // guarded by mu: when membership stopped listing it (grace period), or zero
-	addr    netip.AddrPort // guarded by mu: where to dial it
-	conn    *quic.Conn     // guarded by mu: the connection in use, or nil
-	changed chan struct{}  // guarded by mu: closed and replaced when conn or addr change
-	removed bool           // guarded by mu
+	mu     sync.Mutex
+	member bool           // guarded by mu: membership lists the peer
+	dead   time.Time      // guarded by mu: when membership stopped listing it (grace period), or zero
+	addr   netip.AddrPort // guarded by mu: where to dial it
+	conn   *quic.Conn     // guarded by mu: the connection in use, or nil
+	// deadConn and deadRecv snapshot conn, and the packets it had received,
+	// when membership declared the peer dead: if the peer comes back and
+	// that connection has heard nothing since, it is stale (see setMember).
+	deadConn *quic.Conn    // guarded by mu
+	deadRecv uint64        // guarded by mu
+	changed  chan struct{} // guarded by mu: closed and replaced when conn or addr change, or the peer revives
+	removed  bool          // guarded by mu
 }
 
 func newPeer(m *Mesh, id NodeID) *peer {
@@ -84,16 +89,67 @@ func (p *peer) lane(i int) *lane {
 	return l
 }
 
-// setMember records what membership says about the peer.
+// setMember records that membership lists the peer as alive at addr.
+//
+// A peer that comes back after membership declared it dead (a healed
+// partition, a rejoin) may still hold the connection from before: neither
+// end's idle timeout fired, yet the peer may have torn its end down during
+// the grace period (its CONNECTION_CLOSE lost in the partition), and even
+// if not, this end's retransmission timer backed off while every packet
+// was lost. Frames written to it would be lost, or wait seconds for the
+// next probe. So a connection that has received nothing since the peer
+// was declared dead is dropped here, before Members lists the peer again,
+// so no frame Sent after the revival is written to it; the dialer dials
+// afresh at once (backoff reset) and the other end waits for that dial.
+// A connection that did hear from the peer since (a false positive the
+// peer refuted, or a link that recovered on its own) is kept.
 func (p *peer) setMember(addr netip.AddrPort) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	revived := !p.dead.IsZero()
 	p.member = true
 	p.dead = time.Time{}
-	if p.addr != addr {
-		p.addr = addr
-		p.signalLocked()
+	var stale *quic.Conn
+	if revived && p.conn != nil && p.conn == p.deadConn && p.conn.ConnectionStats().PacketsReceived == p.deadRecv {
+		stale, p.conn = p.conn, nil
 	}
+	p.deadConn, p.deadRecv = nil, 0
+	if revived || p.addr != addr {
+		p.addr = addr
+		p.signalLocked() // wakes the dialer (and its backoff) and waiting lanes
+	}
+	if stale != nil && !p.removed {
+		p.m.metrics.staleConns.Inc()
+		p.m.log.Debug().Str("peer", string(p.id)).Str("remote", stale.RemoteAddr().String()).Msg("dropping stale peer connection")
+		// Closing waits for quic-go's connection loop; memberlist's locks
+		// are held here.
+		p.m.wg.Add(1)
+		go func() {
+			defer p.m.wg.Done()
+			_ = stale.CloseWithError(codeReplaced, "stale after the peer was declared dead")
+		}()
+	}
+}
+
+// markDeadLocked records that membership no longer lists the peer, once:
+// the time (for DeadPeerGrace) and the connection's state (for setMember).
+// Peers that connected before membership listed them are not tracked.
+func (p *peer) markDeadLocked(now time.Time) {
+	if !p.member || !p.dead.IsZero() {
+		return
+	}
+	p.dead = now
+	p.deadConn = p.conn
+	if p.conn != nil {
+		p.deadRecv = p.conn.ConnectionStats().PacketsReceived
+	}
+}
+
+// markDead: see markDeadLocked.
+func (p *peer) markDead(now time.Time) {
+	p.mu.Lock()
+	p.markDeadLocked(now)
+	p.mu.Unlock()
 }
 
 // waitConn returns the live connection, waiting while there is none; nil
@@ -189,7 +245,10 @@ func (p *peer) connected() bool {
 }
 
 // dialLoop keeps a connection to the peer while it exists: dial, wait for
-// the connection to end, redial with jittered exponential backoff.
+// the connection to end, redial with jittered exponential backoff. A
+// change (new address, the peer revived after being declared dead) cuts
+// the backoff and restarts a dial under way, whose handshake may be stuck
+// in retransmission backoff after a partition.
 func (p *peer) dialLoop() {
 	defer p.m.wg.Done()
 	backoff := dialBackoffMin
@@ -201,11 +260,15 @@ func (p *peer) dialLoop() {
 		case c != nil && c.Context().Err() == nil:
 			select {
 			case <-c.Context().Done():
+			case <-changed:
 			case <-p.ctx.Done():
 				return
 			}
 			continue
-		case !addr.IsValid():
+		case c != nil || !addr.IsValid():
+			// A connection that just ended is cleared by its serveConn,
+			// which signals changed; dialing before that would be
+			// cancelled by the signal.
 			select {
 			case <-changed:
 			case <-p.ctx.Done():
@@ -213,24 +276,53 @@ func (p *peer) dialLoop() {
 			}
 			continue
 		}
-		conn, err := p.m.dial(p.ctx, p.id, addr)
+		conn, err := p.dialUntil(addr, changed)
 		if err != nil {
 			if p.ctx.Err() != nil {
 				return
+			}
+			select {
+			case <-changed: // cancelled by a change: redial at once
+				backoff = dialBackoffMin
+				continue
+			default:
 			}
 			p.m.metrics.dials.WithLabelValues("error").Inc()
 			p.m.log.Debug().Err(err).Str("peer", string(p.id)).Str("remote", addr.String()).Dur("backoff", backoff).Msg("dial failed")
 			wait := backoff/2 + rand.N(backoff/2+1)
 			backoff = min(2*backoff, dialBackoffMax)
-			if !sleepCtx(p.ctx, wait) {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-changed:
+				backoff = dialBackoffMin
+			case <-p.ctx.Done():
+				t.Stop()
 				return
 			}
+			t.Stop()
 			continue
 		}
 		p.m.metrics.dials.WithLabelValues("ok").Inc()
 		backoff = dialBackoffMin
 		p.setConn(conn)
 	}
+}
+
+// dialUntil dials the peer at addr, giving up when changed is closed.
+func (p *peer) dialUntil(addr netip.AddrPort, changed <-chan struct{}) (*quic.Conn, error) {
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-done:
+		}
+	}()
+	return p.m.dial(ctx, p.id, addr)
 }
 
 // dial opens a QUIC connection to node id at addr.

@@ -47,14 +47,28 @@
 //     sequencing stay on the home, which sequences the frames of a room
 //     in arrival order (the mesh keeps one sender's frames of a room in
 //     send order). An unreachable home is ErrUnavailable.
-//   - The first local Subscribe registers interest at the home and builds
-//     a replica: a local room whose ring the home's pushed messages fill,
-//     in seq order, so Subscription and Pull work unchanged. Gaps are
-//     detected by seq and fetched from the home; so are resume (Since),
-//     catch-ups behind the ring, History and Head. The last local
-//     Subscription's Close drops the interest.
-//   - Fan-out is direct: the home pushes each message once to every
-//     interested node (cross-region relaying is not done yet).
+//   - The first local Subscribe registers interest at the room's feed
+//     (see below) and builds a replica: a local room whose ring the
+//     feed's pushed messages fill, in seq order, so Subscription and Pull
+//     work unchanged. Gaps are detected by seq and fetched from the home
+//     itself (never from a relay); so are resume (Since), catch-ups
+//     behind the ring, History and Head. The last local Subscription's
+//     Close drops the interest (unless the node relays the room).
+//   - Fan-out is relayed across regions (Router.sourceOf): a node in the
+//     home's region takes the room from the home (its feed is the home).
+//     A node in another region takes it from its region's relay, the
+//     rendezvous winner for the room among that region's placed members
+//     (Home(room, region, ...)). The relay itself takes it from the home
+//     like any edge; it keeps its replica while a local client or an
+//     interested node of its region uses it, and its replica's ring
+//     pushes each message, in seq order, on to them. So the home pushes
+//     each message once per interested node of its region plus once per
+//     other region with interest (arena_router_peer_msgs_sent_total).
+//     A relay whose replica ends (its epoch is over, or it cannot be
+//     made whole) tells its nodes (ended frame), which register again.
+//     A relay that does not take an interest in time (its view of the
+//     members lags) is given up for the home, and asked again after a
+//     PeerTimeout.
 //
 // When membership changes, only rooms whose home changed are touched
 // (MembersChanged). A planned move keeps the room's epoch:
@@ -79,11 +93,15 @@
 //     after it stopped sequencing the room. Only when the previous home is
 //     truly gone (crash, or the handoff failed) does the room start a new
 //     epoch, as before.
-//   - Replicas on other nodes re-register their interest at the new home
-//     and continue the same stream; what the old home did not push is
-//     fetched from the new one. Subscriptions on the old home itself (and
-//     a replica on the new home) end with ErrRoomMoved: the client
-//     resumes from its position, without Reset.
+//   - Replicas on other nodes re-register their interest at their new
+//     feed (the new home, or their region's relay, unchanged or not) and
+//     continue the same stream; what the old feed did not push is
+//     fetched from the new home. So do the nodes of a region whose relay
+//     for a room changed (a relay left, died or joined; a leaving relay
+//     counts as gone once it announced leaving), with no gap.
+//     Subscriptions on the old home itself (and a replica on the new
+//     home) end with ErrRoomMoved: the client resumes from its position,
+//     without Reset.
 //   - History: the new home has the handed-over messages only; older
 //     messages stay in the old home's wal and are not served any more.
 //     Keys beyond the old home's memory (DedupMemory) or the frame budget

@@ -409,7 +409,7 @@ func (r *Router) rehome(rep *replica, to mesh.NodeID, token uint64) {
 		if home := rep.homeID(); to != home {
 			// The relay does not take it: take the room from its home
 			// directly (until the next membership change).
-			r.logger.Info().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("relay did not take the interest; taking the room from its home")
+			r.logger.Debug().Err(err).Str("room", rep.name).Str("peer", string(to)).Msg("relay did not take the interest; taking the room from its home")
 			r.moveInterest(rep, home, home, token)
 			return
 		}
@@ -431,7 +431,31 @@ func (r *Router) rehome(rep *replica, to mesh.NodeID, token uint64) {
 	if start {
 		r.spawn(func() { r.repair(rep) })
 	}
+	r.settleFeed(rep, token)
 	r.logger.Debug().Str("room", rep.name).Str("peer", string(to)).Uint64("epoch", rm.epoch).Msg("interest moved")
+}
+
+// settleFeed: rep took the room from its home after its relay did not
+// take the interest (see rehome, registerReplica). Unless something else
+// moves the interest first (a membership change, a new token), it asks
+// the relay again a PeerTimeout later, so that the region goes back to
+// one push per message once the relay's view has caught up.
+func (r *Router) settleFeed(rep *replica, token uint64) {
+	if _, feed := r.sourceOf(rep.name); feed == rep.feedID() || feed == "" {
+		return
+	}
+	r.spawn(func() {
+		t := time.NewTimer(r.cfg.PeerTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.stop:
+			return
+		}
+		if home, feed := r.sourceOf(rep.name); home != "" && feed != rep.feedID() {
+			r.moveInterest(rep, home, feed, token)
+		}
+	})
 }
 
 // expectTable holds, per peer, whether this node still waits for rooms

@@ -62,8 +62,12 @@ func newLocalPresence(grace time.Duration) *localPresence {
 // changed: a connection that reconnects while one of k's is in grace
 // takes that one's place.
 func (p *localPresence) enter(k presenceKey) (changed bool) {
-	if p.pendingGrace[k] > 0 {
-		p.pendingGrace[k]--
+	if n := p.pendingGrace[k]; n > 0 {
+		if n == 1 {
+			delete(p.pendingGrace, k)
+		} else {
+			p.pendingGrace[k] = n - 1
+		}
 		p.reclaimed[k]++
 		return false
 	}

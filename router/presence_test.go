@@ -85,6 +85,11 @@ func TestLocalPresence(t *testing.T) {
 					t.Fatalf("step %d (%s at %v): changed %v count %d, want %v %d", i, s.op, s.at, changed, p.count(k), s.changed, s.count)
 				}
 			}
+			// Everything expired: no bookkeeping is left behind.
+			p.expire(t0.Add(time.Hour), nil)
+			if p.count(k) == 0 && (len(p.conns) != 0 || len(p.graced) != 0 || len(p.reclaimed) != 0 || len(p.pendingGrace) != 0) {
+				t.Fatalf("left over: conns %v graced %v reclaimed %v pending %v", p.conns, p.graced, p.reclaimed, p.pendingGrace)
+			}
 		})
 	}
 }

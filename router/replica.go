@@ -142,7 +142,7 @@ func (r *Router) registerReplica(rep *replica) {
 		if feed == home {
 			break
 		}
-		r.logger.Info().Err(err).Str("room", rep.name).Str("peer", string(feed)).Msg("relay did not take the interest; taking the room from its home")
+		r.logger.Debug().Err(err).Str("room", rep.name).Str("peer", string(feed)).Msg("relay did not take the interest; taking the room from its home")
 		feed, deadline = home, time.Now().Add(r.cfg.PeerTimeout)
 		rep.feed.Store(&home)
 	}
@@ -178,6 +178,7 @@ func (r *Router) registerReplica(rep *replica) {
 	if start {
 		r.spawn(func() { r.repair(rep) })
 	}
+	r.settleFeed(rep, token)
 	r.logger.Debug().Str("room", rep.name).Str("peer", string(feed)).Uint64("epoch", rm.epoch).Msg("interest registered")
 }
 

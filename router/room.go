@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,7 +113,8 @@ func (rm *room) end(moved bool) (interest map[mesh.NodeID]uint64) {
 	rm.evicted.Store(true)
 	rm.ended.Store(true)
 	interest, rm.interest = rm.interest, nil
-	subs := rm.subs
+	// A copy: removeSubscriber reuses the array once the lock is released.
+	subs := slices.Clone(rm.subs)
 	rm.subsMu.Unlock()
 	for _, s := range subs {
 		s.notify()

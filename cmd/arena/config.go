@@ -57,6 +57,10 @@ type Config struct {
 	// DrainTimeout bounds the SIGTERM drain (clients told to reconnect,
 	// rooms handed over) before the node closes anyway. 0: 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// PresenceGrace keeps a user present in a room this long after a
+	// connection dropped without closing, so a quick reconnect makes no
+	// leave/join flicker. Zero: 15s; negative: no grace.
+	PresenceGrace time.Duration `yaml:"presence_grace"`
 
 	// ClusterKey encrypts and authenticates mesh traffic: base64 of a 16,
 	// 24 or 32-byte key, the same on every node. Empty: mesh traffic is

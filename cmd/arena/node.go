@@ -141,14 +141,15 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		rules[i] = router.PlacementRule{Prefix: p.Prefix, Region: p.Region}
 	}
 	n.rt, err = router.New(router.Config{
-		NodeID:      cfg.NodeID,
-		Log:         n.log,
-		Mesh:        n.mesh,
-		Placement:   router.Placement{Rules: rules, DefaultRegion: cfg.DefaultRegion},
-		Logger:      logger.With().Str("component", "router").Logger(),
-		Registerer:  reg,
-		RingSize:    cfg.RingSize,
-		DedupWindow: cfg.WAL.DedupWindow,
+		NodeID:        cfg.NodeID,
+		Log:           n.log,
+		Mesh:          n.mesh,
+		Placement:     router.Placement{Rules: rules, DefaultRegion: cfg.DefaultRegion},
+		Logger:        logger.With().Str("component", "router").Logger(),
+		Registerer:    reg,
+		RingSize:      cfg.RingSize,
+		DedupWindow:   cfg.WAL.DedupWindow,
+		PresenceGrace: cfg.PresenceGrace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start router: %w", err)

@@ -55,22 +55,28 @@ func fanOut(t *testing.T, c *Cluster, room string, followers map[int]*follower, 
 	return head
 }
 
-// followRetry is follow, subscribing again while the room's home or
+// subscribeRetry is subscribe, trying again while the room's home or
 // relay is unavailable (membership settling on a loaded machine).
-func followRetry(t *testing.T, r *router.Router, room string) *follower {
+func subscribeRetry(t *testing.T, r *router.Router, room string, since *router.Position) *sub {
 	t.Helper()
 	var res router.SubscribeResult
 	var err error
 	sk := newSink()
 	WaitFor(t, 30*time.Second, "subscribe to "+room, func() bool {
-		res, err = r.Subscribe(t.Context(), router.SubscribeRequest{Room: room, Sink: sk})
+		res, err = r.Subscribe(t.Context(), router.SubscribeRequest{Room: room, Since: since, Sink: sk})
 		if err != nil && !errors.Is(err, router.ErrUnavailable) {
 			t.Fatalf("subscribe %s: %v", room, err)
 		}
 		return err == nil
 	})
 	t.Cleanup(res.Sub.Close)
-	return &follower{t: t, r: r, room: room, s: &sub{Subscription: res.Sub, sink: sk, res: res}}
+	return &sub{Subscription: res.Sub, sink: sk, res: res}
+}
+
+// followRetry is follow with subscribeRetry.
+func followRetry(t *testing.T, r *router.Router, room string) *follower {
+	t.Helper()
+	return &follower{t: t, r: r, room: room, s: subscribeRetry(t, r, room, nil)}
 }
 
 // TestClusterRelay: a room homed in region a, with subscribers on every
@@ -153,4 +159,53 @@ func TestClusterRelay(t *testing.T) {
 		t.Fatalf("new relay is node %d", newRelay+1)
 	}
 	fanOut(t, c, room, followers, n, map[int]float64{home: 2, newRelay: 1})
+}
+
+// TestClusterRelayHomeDies: when a relayed room's home dies, every
+// subscriber (in the home's region and behind the relay) is told the
+// room restarted; resuming puts it in the new epoch, whose messages again
+// reach the other region once, through its relay.
+func TestClusterRelayHomeDies(t *testing.T) {
+	c := Start(t, 6, WithRegions("a", "b"), WithPlacement(router.Placement{DefaultRegion: "a"}), WithPeerTimeout(2*time.Second))
+	const victim = 0
+	room := c.RoomHomedOn("relay-dies:", victim)
+	subs := map[int]*sub{}
+	for i, nd := range c.Nodes {
+		if i != victim && (nd.Region == "b" || i == 2) {
+			subs[i] = subscribeRetry(t, nd.Router, room, nil)
+		}
+	}
+	var old router.Ack
+	for k := range 5 {
+		old = publish(t, c.Nodes[k%len(c.Nodes)].Router, room, "ann", fmt.Sprintf("o%d", k), `1`)
+	}
+	for _, s := range subs {
+		s.pull(t, 5)
+	}
+
+	c.Kill(victim)
+	for i, s := range subs {
+		if err := s.pullErr(t); !errors.Is(err, router.ErrRoomRestarted) {
+			t.Fatalf("node %d: pull after the home died: %v, want ErrRoomRestarted", i+1, err)
+		}
+	}
+	followers := map[int]*follower{}
+	for i := range subs {
+		s := subscribeRetry(t, c.Nodes[i].Router, room, &router.Position{Epoch: old.Epoch, Seq: old.Seq})
+		if !s.res.Reset || s.res.Oldest.Epoch == old.Epoch {
+			t.Fatalf("node %d: resume after the home died: %+v, want a reset into a new epoch", i+1, s.res)
+		}
+		followers[i] = &follower{t: t, r: c.Nodes[i].Router, room: room, s: s}
+	}
+	home, relay := c.HomeOf(room), c.RelayOf(room, "b")
+	if c.Nodes[home].Region != "a" {
+		t.Fatalf("new home is node %d in region %s", home+1, c.Nodes[home].Region)
+	}
+	want := map[int]float64{relay: 2} // the other two nodes of b
+	if home != 2 {
+		want[home] = 2 // node 3 (region a) and region b
+	} else {
+		want[home] = 1 // region b
+	}
+	fanOut(t, c, room, followers, 20, want)
 }

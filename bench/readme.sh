@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# bench/readme.sh — the runs behind README.md's benchmark table, against the
+# issue's goals. Each scenario runs against a freshly spawned node (geo:
+# against `arena dev`, three emulated regions in one process), with the
+# server pinned to one core and the harness to the other.
+#
+#   bench/readme.sh [SCENARIO ...]   default: all of them
+#
+# Results (JSON and SVG latency plots) go to $OUT (default docs/bench).
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+OUT="${OUT:-$repo/docs/bench}"
+mkdir -p "$OUT"
+bin="$(mktemp -d)/arena"
+(cd "$repo" && go build -o "$bin" ./cmd/arena)
+pin=(--server-cpu 1 --bench-cpu 0)
+run() { # name scenario flags...
+	local name=$1
+	shift
+	echo "== $name: arena bench $*" >&2
+	"$bin" bench "$@" --quiet --json "$OUT/$name.json" --plot "$OUT/$name.svg" | tee "$OUT/$name.txt"
+}
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms conns durable resume geo)
+for s in "${want[@]}"; do
+	case $s in
+	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
+	fanout100) run fanout100 fanout --spawn "${pin[@]}" --subs 1000 --rate 100 --duration 10s ;;
+	rooms) run rooms rooms --spawn "${pin[@]}" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
+	conns) run conns conns --spawn "${pin[@]}" --conns 10000 ;;
+	durable) run durable durable --spawn "${pin[@]}" --rooms 1000 --duration 10s ;;
+	resume) run resume resume --spawn "${pin[@]}" --clients 1000 --rooms 10 --rate 100 --how restart ;;
+	geo)
+		data="$(mktemp -d)"
+		"$bin" dev --port 18480 --data "$data" >"$data/dev.out" 2>"$data/dev.err" &
+		dev=$!
+		trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
+		for _ in $(seq 100); do grep -q "measure it" "$data/dev.out" 2>/dev/null && break; sleep 0.2; done
+		# arena dev prints the geo command with its URLs and floors; 333 msg/s
+		# from each of the three regions is 1,000 msg/s into the room.
+		read -r -a geo <<<"$(sed -n 's/^measure it: arena bench geo //p' "$data/dev.out")"
+		run geo geo "${geo[@]}" --rate 333 --subs 5 --duration 10s
+		kill $dev
+		wait $dev 2>/dev/null || true
+		trap - EXIT
+		;;
+	*) echo "unknown scenario $s" >&2; exit 2 ;;
+	esac
+done
