@@ -173,6 +173,8 @@ func connectionsNeeded(p *Params) int {
 		return (p.Subs + 1) * len(p.URLs)
 	case "resume":
 		return p.Clients + p.Rooms
+	case "presence":
+		return p.Watchers + p.Churners
 	}
 	return 0
 }

@@ -56,6 +56,9 @@ type Params struct {
 	How         string   `json:"how,omitempty"`
 	Signal      string   `json:"signal,omitempty"`
 	Recover     Duration `json:"recover,omitempty"`
+	Watchers    int      `json:"watchers,omitempty"`
+	Churners    int      `json:"churners,omitempty"`
+	Settle      Duration `json:"settle,omitempty"`
 
 	// Output; not part of the measurement.
 	JSON  string `json:"-"`

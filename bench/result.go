@@ -197,6 +197,8 @@ func (r *Result) paramLine() string {
 	addInt("publishers", p.Publishers)
 	addInt("conns", p.Conns)
 	addInt("clients", p.Clients)
+	addInt("watchers", p.Watchers)
+	addInt("churners", p.Churners)
 	if p.How != "" {
 		parts = append(parts, "how="+p.How)
 	}

@@ -26,6 +26,7 @@ var scenarios = []*scenario{
 	durableScenario,
 	geoScenario,
 	resumeScenario,
+	presenceScenario,
 }
 
 func lookupScenario(name string) *scenario {

@@ -108,8 +108,9 @@ type Timing struct {
 	// DeadPeerGrace is how long the QUIC link and send queues of a node
 	// declared dead are kept before they are torn down (a node that left
 	// gracefully goes at once). A false positive under load (the node
-	// refutes within a few probes) then loses no frame. The node leaves
-	// Members at once either way. Zero: 5s.
+	// refutes within a few probes) then loses no queued frame (see the
+	// package doc on stale connections). The node leaves Members at once
+	// either way. Zero: 5s.
 	DeadPeerGrace time.Duration
 }
 

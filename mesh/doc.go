@@ -108,8 +108,12 @@
 // from before its death. A connection the peer tore down during a
 // partition without this end noticing eats the frames written to it until
 // the stateless reset or idle timeout ends it: this is why a peer's
-// revival drops such a connection first. Across a reconnect, frames of
-// the old connection still being read may interleave with the new one's.
+// revival drops such a connection first. A false positive (the peer
+// refutes its death) keeps a connection that heard from the peer
+// meanwhile; on a link silent since the death, only frames written in the
+// last round trip before the revival can be lost with it. Across a
+// reconnect, frames of the old connection still being read may interleave
+// with the new one's.
 //
 // # Concurrency
 //

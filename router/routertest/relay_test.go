@@ -209,3 +209,40 @@ func TestClusterRelayHomeDies(t *testing.T) {
 	}
 	fanOut(t, c, room, followers, 20, want)
 }
+
+// TestClusterRelayJoin: a node joining region b that becomes the room's
+// relay there takes the fan-out over; the subscribers of b continue
+// without gap or reset, and the home still pushes once per region.
+func TestClusterRelayJoin(t *testing.T) {
+	tm := mesh.LocalTiming()
+	tm.ProbeInterval, tm.ProbeTimeout, tm.SuspicionMult = time.Second, 800*time.Millisecond, 8
+	c := Start(t, 5, WithRegions("a", "b"), WithPlacement(router.Placement{DefaultRegion: "a"}), WithPeerTimeout(3*time.Second), WithTiming(tm))
+	const home = 0
+	// A room homed on node 1 whose relay in b will be the joining node 6.
+	var room string
+	withJoiner := []mesh.Member{{ID: "n2", Region: "b"}, {ID: "n4", Region: "b"}, {ID: "n6", Region: "b"}}
+	for k := 0; room == ""; k++ {
+		if name := fmt.Sprintf("relay-join:%d", k); c.HomeOf(name) == home && router.Home(name, "b", withJoiner) == "n6" {
+			room = name
+		}
+	}
+	followers := map[int]*follower{}
+	for _, i := range []int{1, 2, 3} {
+		followers[i] = followRetry(t, c.Nodes[i].Router, room)
+	}
+	const n = 20
+	old := c.RelayOf(room, "b")
+	fanOut(t, c, room, followers, n, map[int]float64{home: 2, old: 1})
+
+	j := c.Join()
+	if c.Nodes[j].ID != "n6" || c.RelayOf(room, "b") != j || c.HomeOf(room) != home {
+		t.Fatalf("joined %s: relay node %d, home node %d", c.Nodes[j].ID, c.RelayOf(room, "b")+1, c.HomeOf(room)+1)
+	}
+	// The new relay mirrors the room for the two nodes of b.
+	fanOut(t, c, room, followers, n, map[int]float64{home: 2, j: 2})
+	for i, f := range followers {
+		if f.resumes != 0 {
+			t.Fatalf("subscriber on node %d resumed %d times", i+1, f.resumes)
+		}
+	}
+}
