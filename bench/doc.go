@@ -77,6 +77,18 @@
 //     cut), while publishers go on: time until every client is live again
 //     (has received a message sent after the drop), per-client recovery
 //     percentiles, and messages missed and duplicated, which must be 0.
+//   - presence: W watchers subscribed with presence and C churners, each
+//     its own user, that subscribe (with presence) and unsubscribe as fast
+//     as they can or at --rate subscribes+unsubscribes per second in all,
+//     over --rooms rooms. Reports the churn achieved (joins+leaves/s), the
+//     server's CPU, the joins and leaves watchers received per second,
+//     and the latency from a churner's subscribe ack to a watcher seeing
+//     its join (it includes the wait for the server's coalescing
+//     interval). Each watcher keeps the room's members from the joins and
+//     leaves it got; once the churners stopped, every view must equal the
+//     room's presence (which must be its watchers) and go on doing so for
+//     --settle, and a churner's joins and leaves must alternate: anything
+//     else is an alarm. Arena only (NATS has no presence).
 //
 // # Concurrency
 //
@@ -91,4 +103,5 @@
 //	arena bench fanout --spawn --subs 1000 --rate 2000 --json a.json --plot a.svg
 //	arena bench fanout --driver nats --url ws://127.0.0.1:4223 --server-pid $(pidof nats-server) --subs 1000 --rate 2000 --json b.json
 //	arena bench compare a.json b.json
+//	arena bench presence --spawn --watchers 10 --churners 1000 --rate 2000
 package bench

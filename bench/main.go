@@ -185,7 +185,7 @@ func usage(w io.Writer) {
 	for _, s := range scenarios {
 		fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
 	}
-	fmt.Fprintf(w, "\ntarget: --spawn (a local arena serve --dev) or --url URL of a running edge; --driver nats runs the same scenario against NATS\n")
+	fmt.Fprintf(w, "\ntarget: --spawn (a local arena serve --dev) or --url URL of a running edge; --driver nats runs the same scenario against NATS (all but presence)\n")
 }
 
 func compareMain(args []string, stdout, stderr io.Writer) error {

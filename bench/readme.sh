@@ -23,7 +23,7 @@ run() { # name scenario flags...
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms conns durable resume geo)
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms conns durable resume presence geo)
 for s in "${want[@]}"; do
 	case $s in
 	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
@@ -32,6 +32,7 @@ for s in "${want[@]}"; do
 	conns) run conns conns --spawn "${pin[@]}" --conns 10000 ;;
 	durable) run durable durable --spawn "${pin[@]}" --rooms 1000 --duration 10s ;;
 	resume) run resume resume --spawn "${pin[@]}" --clients 1000 --rooms 10 --rate 100 --how restart ;;
+	presence) run presence presence --spawn "${pin[@]}" --watchers 10 --churners 1000 --rate 2000 --duration 10s ;;
 	geo)
 		data="$(mktemp -d)"
 		"$bin" dev --port 18480 --data "$data" >"$data/dev.out" 2>"$data/dev.err" &

@@ -127,3 +127,72 @@ func waitEdges(t *testing.T, n *child, want int) {
 		return len(edgesOf(n)) == want
 	})
 }
+
+// TestKilledHomeRestartsRooms kills one of three `arena serve` processes
+// with SIGKILL: after failure detection every room accepts publishes again
+// through the survivors, rooms that were homed on the dead node in a new
+// epoch (their subscribers get a reset), the others in the same epoch with
+// nothing lost.
+func TestKilledHomeRestartsRooms(t *testing.T) {
+	const secret = "kill-test-secret"
+	start := func(id string, join ...string) *child {
+		args := []string{
+			"--node-id", id, "--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0",
+			"--data", t.TempDir(), "--token-secret", secret,
+		}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return startServe(t, args...)
+	}
+	a := start("kill-a")
+	b := start("kill-b", a.mesh)
+	c := start("kill-c", a.mesh)
+	for _, n := range []*child{a, b, c} {
+		waitEdges(t, n, 3)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	token := mustToken(t, secret, "killer")
+	pub, err := client.Dial(ctx, "ws://"+a.addr, client.Options{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	rooms := []string{"kill:1", "kill:2", "kill:3", "kill:4", "kill:5", "kill:6", "kill:7", "kill:8"}
+	before := map[string]client.Ack{}
+	for _, room := range rooms {
+		for i := range 3 {
+			ack, err := pub.Publish(ctx, room, json.RawMessage(fmt.Sprint(i)), client.PublishOptions{})
+			if err != nil {
+				t.Fatalf("publish to %s: %v", room, err)
+			}
+			before[room] = ack
+		}
+	}
+	c.kill9(t)
+
+	// Publish retries on unavailable until the mesh has noticed the death
+	// and the rooms have new homes.
+	moved := 0
+	for _, room := range rooms {
+		ack, err := pub.Publish(ctx, room, json.RawMessage(`"after"`), client.PublishOptions{})
+		if err != nil {
+			t.Fatalf("publish to %s after the kill: %v", room, err)
+		}
+		prev := before[room]
+		switch {
+		case ack.Epoch == prev.Epoch && ack.Seq == prev.Seq+1:
+			// Homed on a survivor: same stream, nothing lost.
+		case ack.Epoch > prev.Epoch && ack.Seq == 1:
+			moved++ // homed on the dead node: restarted
+		default:
+			t.Fatalf("%s: after the kill ack (%d,%d), before (%d,%d)", room, ack.Epoch, ack.Seq, prev.Epoch, prev.Seq)
+		}
+	}
+	if moved == 0 || moved == len(rooms) {
+		t.Fatalf("%d of %d rooms restarted: want the dead node's share only", moved, len(rooms))
+	}
+	waitEdges(t, a, 2)
+}
