@@ -26,7 +26,9 @@ type PresenceConn interface {
 	// SubscribePresence subscribes to room asking for its joins and
 	// leaves, and returns once the target confirmed it. fn (nil: none) is
 	// called for each join and leave, from one goroutine, in order; the
-	// room's messages are read and dropped. unsubscribe ends the
+	// room's messages are read and dropped. With fn set the subscription
+	// buffers many events, so that a briefly descheduled reader loses
+	// none (see presenceBuffer). unsubscribe ends the
 	// subscription, waiting for the target's answer until its context
 	// ends.
 	SubscribePresence(ctx context.Context, room string, fn func(PresenceEvent)) (unsubscribe func(context.Context) error, err error)
@@ -40,7 +42,11 @@ var errNoPresence = errors.New("presence has no NATS equivalent: the presence sc
 func (a *arenaConn) User() string { return a.c.Info().User }
 
 func (a *arenaConn) SubscribePresence(ctx context.Context, room string, fn func(PresenceEvent)) (func(context.Context) error, error) {
-	sub, err := a.c.Subscribe(ctx, room, client.SubscribeOptions{Presence: true, Buffer: subBuffer})
+	buf := presenceBuffer
+	if fn == nil {
+		buf = subBuffer // nobody reads the events: no view to keep right
+	}
+	sub, err := a.c.Subscribe(ctx, room, client.SubscribeOptions{Presence: true, Buffer: buf})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s with presence: %w", room, err)
 	}
@@ -78,3 +84,12 @@ func (a *arenaConn) Presence(ctx context.Context, room string) ([]string, error)
 	}
 	return users, nil
 }
+
+// presenceBuffer is the event channel capacity of a presence
+// subscription. Joins and leaves cannot be fetched again: a subscription
+// whose channel stays full loses them (and resubscribes, which makes its
+// own user leave and join), so a watcher descheduled by a busy harness
+// would report a wrong view that is the harness's fault. A flush brings
+// at most a few hundred events per room; this is many flushes' worth.
+// Only subscriptions whose events are read get it (it is 1.5 MB each).
+const presenceBuffer = 1 << 16

@@ -203,7 +203,10 @@ func (r *Result) paramLine() string {
 		parts = append(parts, "how="+p.How)
 	}
 	if p.Scenario != "conns" { // conns has no timed load
-		parts = append(parts, "size="+strconv.Itoa(p.Size), "duration="+p.Duration.D().String(), "warmup="+p.Warmup.D().String())
+		if p.Scenario != "presence" { // nor presence messages
+			parts = append(parts, "size="+strconv.Itoa(p.Size))
+		}
+		parts = append(parts, "duration="+p.Duration.D().String(), "warmup="+p.Warmup.D().String())
 	}
 	return strings.Join(parts, " ")
 }

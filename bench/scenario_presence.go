@@ -185,58 +185,10 @@ func (pr *presenceRun) churn(ctx, paceCtx context.Context, k int, start int64, s
 func runPresence(ctx context.Context, r *run) (*Result, error) {
 	p := r.p
 	res := &Result{}
-	pr := &presenceRun{r: r, joinLat: NewLatency("join seen from sub ack"), opLat: NewLatency("churn op")}
-	pr.measureFrom.Store(math.MaxInt64)
-	for i := 0; i < p.Rooms; i++ {
-		pr.rooms = append(pr.rooms, r.room("presence", i))
-	}
-	pr.watchers = make([]*watcher, p.Watchers)
-	pr.churners = make([]*churner, p.Churners)
-
-	prog := r.startProgress("presence", func() string {
-		return fmt.Sprintf("connecting: %d of %d", r.connSeq.Load(), p.Watchers+p.Churners)
-	})
-	err := r.connectAll(ctx, p.Watchers, 64, func(i int) int { return i }, func(i int, c Conn) error {
-		pc, ok := c.(PresenceConn)
-		if !ok {
-			return errNoPresence
-		}
-		w := &watcher{conn: pc, room: pr.rooms[i%p.Rooms], user: pc.User(), view: make(map[string]bool)}
-		pr.watchers[i] = w
-		_, err := pc.SubscribePresence(ctx, w.room, func(ev PresenceEvent) { pr.onEvent(i, w, ev) })
-		return err
-	})
-	if err == nil {
-		err = r.connectAll(ctx, p.Churners, 64, func(i int) int { return i }, func(i int, c Conn) error {
-			pc, ok := c.(PresenceConn)
-			if !ok {
-				return errNoPresence
-			}
-			pr.churners[i] = &churner{conn: pc, room: pr.rooms[i%p.Rooms], user: pc.User()}
-			return nil
-		})
-	}
-	prog.Stop()
-	if err != nil {
-		r.closeAll()
-		return nil, fmt.Errorf("set up presence: %w", err)
-	}
-	if err := pr.distinctUsers(); err != nil {
+	pr := newPresenceRun(r)
+	if err := pr.setup(ctx); err != nil {
 		r.closeAll()
 		return nil, err
-	}
-	// The starting views: each room's presence once it is its watchers.
-	var start []string
-	if !waitUntil(ctx, p.Drain.D(), func() bool {
-		chk := pr.check(ctx, false)
-		start = chk.detail
-		return chk.bad == 0
-	}) {
-		r.closeAll()
-		return nil, fmt.Errorf("set up presence: the rooms' presence did not become their watchers within --drain %v: %v", p.Drain.D(), start)
-	}
-	for _, w := range pr.watchers {
-		w.addAll(pr.expected(w.room))
 	}
 
 	// Churn.
@@ -256,7 +208,7 @@ func runPresence(ctx context.Context, r *run) (*Result, error) {
 			pr.churn(ctx, paceCtx, k, begin, &stop)
 		}()
 	}
-	prog = r.startProgress("presence", pr.progressLine())
+	prog := r.startProgress("presence", pr.progressLine())
 	sleepUntil(ctx, clock, measureFrom)
 	before := r.sample()
 	ops0, ev0 := pr.ops.Load(), pr.events.Load()
@@ -333,6 +285,69 @@ func runPresence(ctx context.Context, r *run) (*Result, error) {
 			"sent before it was seen and its latency is approximate; give --rate for an exact one")
 	}
 	return res, nil
+}
+
+// newPresenceRun prepares a run of r.p.Rooms rooms.
+func newPresenceRun(r *run) *presenceRun {
+	pr := &presenceRun{r: r, joinLat: NewLatency("join seen from sub ack"), opLat: NewLatency("churn op")}
+	pr.measureFrom.Store(math.MaxInt64)
+	for i := 0; i < r.p.Rooms; i++ {
+		pr.rooms = append(pr.rooms, r.room("presence", i))
+	}
+	return pr
+}
+
+// setup connects the watchers (subscribed with presence) and the
+// churners (not yet subscribed), and gives every watcher its starting
+// view once each room's presence is exactly its watchers.
+func (pr *presenceRun) setup(ctx context.Context) error {
+	r, p := pr.r, pr.r.p
+	pr.watchers = make([]*watcher, p.Watchers)
+	pr.churners = make([]*churner, p.Churners)
+
+	prog := r.startProgress("presence", func() string {
+		return fmt.Sprintf("connecting: %d of %d", r.connSeq.Load(), p.Watchers+p.Churners)
+	})
+	err := r.connectAll(ctx, p.Watchers, 64, func(i int) int { return i }, func(i int, c Conn) error {
+		pc, ok := c.(PresenceConn)
+		if !ok {
+			return errNoPresence
+		}
+		w := &watcher{conn: pc, room: pr.rooms[i%p.Rooms], user: pc.User(), view: make(map[string]bool)}
+		pr.watchers[i] = w
+		_, err := pc.SubscribePresence(ctx, w.room, func(ev PresenceEvent) { pr.onEvent(i, w, ev) })
+		return err
+	})
+	if err == nil {
+		err = r.connectAll(ctx, p.Churners, 64, func(i int) int { return i }, func(i int, c Conn) error {
+			pc, ok := c.(PresenceConn)
+			if !ok {
+				return errNoPresence
+			}
+			pr.churners[i] = &churner{conn: pc, room: pr.rooms[i%p.Rooms], user: pc.User()}
+			return nil
+		})
+	}
+	prog.Stop()
+	if err != nil {
+		return fmt.Errorf("set up presence: %w", err)
+	}
+	if err := pr.distinctUsers(); err != nil {
+		return err
+	}
+	// The starting views: each room's presence once it is its watchers.
+	var start []string
+	if !waitUntil(ctx, p.Drain.D(), func() bool {
+		chk := pr.check(ctx, false)
+		start = chk.detail
+		return chk.bad == 0
+	}) {
+		return fmt.Errorf("set up presence: the rooms' presence did not become their watchers within --drain %v: %v", p.Drain.D(), start)
+	}
+	for _, w := range pr.watchers {
+		w.addAll(pr.expected(w.room))
+	}
+	return nil
 }
 
 // distinctUsers checks that every connection is its own user.
