@@ -30,7 +30,7 @@ for s in "${want[@]}"; do
 	fanout100) run fanout100 fanout --spawn "${pin[@]}" --subs 1000 --rate 100 --duration 10s ;;
 	rooms) run rooms rooms --spawn "${pin[@]}" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
 	conns) run conns conns --spawn "${pin[@]}" --conns 10000 ;;
-	durable) run durable durable --spawn "${pin[@]}" --rooms 1000 --duration 10s ;;
+	durable) run durable durable --spawn "${pin[@]}" --rooms 1000 --inflight 4 --duration 10s ;;
 	resume) run resume resume --spawn "${pin[@]}" --clients 1000 --rooms 10 --rate 100 --how restart ;;
 	presence) run presence presence --spawn "${pin[@]}" --watchers 10 --churners 1000 --rate 2000 --duration 10s ;;
 	geo)
