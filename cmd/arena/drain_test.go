@@ -19,22 +19,7 @@ import (
 // epoch — for rooms homed on the drained node (handed over) and elsewhere.
 func TestDrainMovesClients(t *testing.T) {
 	const secret = "drain-test-secret"
-	start := func(id string, join ...string) *child {
-		args := []string{
-			"--node-id", id, "--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0",
-			"--data", t.TempDir(), "--token-secret", secret,
-		}
-		for _, j := range join {
-			args = append(args, "--join", j)
-		}
-		return startServe(t, args...)
-	}
-	a := start("drain-a")
-	b := start("drain-b", a.mesh)
-	c := start("drain-c", a.mesh)
-	for _, n := range []*child{a, b, c} {
-		waitEdges(t, n, 3)
-	}
+	_, b, c := startMesh3(t, "drain", secret)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -135,22 +120,7 @@ func waitEdges(t *testing.T, n *child, want int) {
 // nothing lost.
 func TestKilledHomeRestartsRooms(t *testing.T) {
 	const secret = "kill-test-secret"
-	start := func(id string, join ...string) *child {
-		args := []string{
-			"--node-id", id, "--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0",
-			"--data", t.TempDir(), "--token-secret", secret,
-		}
-		for _, j := range join {
-			args = append(args, "--join", j)
-		}
-		return startServe(t, args...)
-	}
-	a := start("kill-a")
-	b := start("kill-b", a.mesh)
-	c := start("kill-c", a.mesh)
-	for _, n := range []*child{a, b, c} {
-		waitEdges(t, n, 3)
-	}
+	a, _, c := startMesh3(t, "kill", secret)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	token := mustToken(t, secret, "killer")
@@ -195,4 +165,28 @@ func TestKilledHomeRestartsRooms(t *testing.T) {
 		t.Fatalf("%d of %d rooms restarted: want the dead node's share only", moved, len(rooms))
 	}
 	waitEdges(t, a, 2)
+}
+
+// startMesh3 starts three `arena serve` processes, named prefix-a, -b and
+// -c, the last two joining the first, and waits until each lists all three
+// edges.
+func startMesh3(t *testing.T, prefix, secret string) (a, b, c *child) {
+	t.Helper()
+	start := func(id string, join ...string) *child {
+		args := []string{
+			"--node-id", id, "--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0",
+			"--data", t.TempDir(), "--token-secret", secret,
+		}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return startServe(t, args...)
+	}
+	a = start(prefix + "-a")
+	b = start(prefix+"-b", a.mesh)
+	c = start(prefix+"-c", a.mesh)
+	for _, n := range []*child{a, b, c} {
+		waitEdges(t, n, 3)
+	}
+	return a, b, c
 }
