@@ -60,7 +60,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:         cfg,
-		log:         cfg.Logger.With().Str("component", "edge").Str("node", cfg.NodeID).Logger(),
+		log:         cfg.Logger.With().Str("component", "edge").Logger(),
 		m:           m,
 		limiters:    newLimiters(cfg.PublishRate, cfg.PublishBurst),
 		streamsDone: make(chan struct{}),

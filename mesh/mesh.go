@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m := &Mesh{
 		cfg:       cfg,
 		id:        cfg.NodeID,
-		log:       cfg.Logger.With().Str("component", "mesh").Str("node", string(cfg.NodeID)).Logger(),
+		log:       cfg.Logger.With().Str("component", "mesh").Logger(),
 		metaDirty: make(chan struct{}, 1),
 		changed:   make(chan struct{}, 1),
 		joined:    make(chan struct{}),

@@ -87,7 +87,7 @@ func New(cfg Config) (*Router, error) {
 	r := &Router{
 		cfg:      cfg,
 		log:      cfg.Log,
-		logger:   cfg.Logger.With().Str("component", "router").Str("node", cfg.NodeID).Logger(),
+		logger:   cfg.Logger.With().Str("component", "router").Logger(),
 		metrics:  m,
 		active:   make(map[string]*room),
 		dormant:  make(map[string]dormantRoom, len(states)),

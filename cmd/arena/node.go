@@ -113,7 +113,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Timing:     extras.timing,
 		Handler:    hooks.Handler,
 		OnChange:   hooks.OnChange,
-		Logger:     logger.With().Str("component", "mesh").Logger(),
+		Logger:     logger,
 		Registerer: reg,
 	})
 	if err != nil {
@@ -126,7 +126,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	}
 	n.log, err = wal.Open(wal.Config{
 		Dir:         filepath.Join(cfg.Data, "wal"),
-		Logger:      logger.With().Str("component", "wal").Logger(),
+		Logger:      logger,
 		Registerer:  reg,
 		Retention:   wal.Retention{MaxCount: cfg.WAL.RetentionCount, MaxAge: cfg.WAL.RetentionAge},
 		DedupWindow: cfg.WAL.DedupWindow,
@@ -145,7 +145,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Log:           n.log,
 		Mesh:          n.mesh,
 		Placement:     router.Placement{Rules: rules, DefaultRegion: cfg.DefaultRegion},
-		Logger:        logger.With().Str("component", "router").Logger(),
+		Logger:        logger,
 		Registerer:    reg,
 		RingSize:      cfg.RingSize,
 		DedupWindow:   cfg.WAL.DedupWindow,
@@ -172,7 +172,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Region:         cfg.Region,
 		Router:         n.rt,
 		Auth:           authn,
-		Logger:         logger.With().Str("component", "edge").Logger(),
+		Logger:         logger,
 		Registerer:     reg,
 		MaxDataBytes:   cfg.Limits.MaxDataBytes,
 		PublishRate:    cfg.Limits.PublishRate,
