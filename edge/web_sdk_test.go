@@ -133,7 +133,9 @@ func TestBrowserSDKSemantics(t *testing.T) {
 	})
 
 	t.Run("expired token", func(t *testing.T) {
-		short := n.TokenTTL("bea", []string{"sdk:*"}, []string{"sdk:*"}, time.Second)
+		// Long enough to connect on a loaded machine (page load and module
+		// import come first), short enough to expire within pageWait.
+		short := n.TokenTTL("bea", []string{"sdk:*"}, []string{"sdk:*"}, 4*time.Second)
 		q := newPage(t, b, "expiring", n.URL+"/healthz")
 		q.connect(fmt.Sprintf(`connect(%s, { token: %s, reconnectMin: 20, reconnectMax: 50 })`, jsString(n.URL), jsString(short)))
 		q.wait("the client to stop", `T.arena.closed && T.arena.error !== null && T.arena.error.code === 'unauthorized' && T.errors.length > 0`, pageWait)

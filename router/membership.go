@@ -27,11 +27,19 @@ import (
 //     Reset), and so does a relay's, whose peers are told (ended);
 //   - interest of peers that are gone is dropped, calls waiting for them
 //     fail with ErrUnavailable, and their fan-out queues stop.
+//
+// ms is only a notice: the router applies the mesh's membership as it is
+// now. The mesh computes a list before it calls OnChange, so a list can
+// arrive after a newer view was already applied (New reads Members while
+// the first callback is on its way); applying it would roll the view back,
+// and a joining node would for a moment think itself alone, drop the
+// handoffs it waits for and start rooms anew that live elsewhere.
 func (r *Router) MembersChanged(ms []mesh.Member) {
 	if r.mesh == nil || r.closed.Load() {
 		return
 	}
 	r.viewMu.Lock()
+	ms = r.mesh.Members()
 	old := r.view.Load()
 	present := make(map[mesh.NodeID]bool, len(ms))
 	for _, m := range ms {
