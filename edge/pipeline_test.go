@@ -7,13 +7,9 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rs/zerolog"
 
 	"github.com/arena-mesh/arena/edge"
@@ -23,34 +19,8 @@ import (
 	"github.com/arena-mesh/arena/router"
 	"github.com/arena-mesh/arena/router/routertest"
 	"github.com/arena-mesh/arena/wal"
+	"github.com/arena-mesh/arena/wal/waltest"
 )
-
-// syncGate is a wal filesystem that can hold the next WAL fsync until
-// released: messages are then written (delivered to subscribers) but
-// none is durable, so none may be acked.
-type syncGate struct {
-	hold    atomic.Bool
-	held    chan struct{} // receives once the held fsync started
-	release func()        // lets it finish; idempotent
-	fs      vfs.FS
-}
-
-func newSyncGate() *syncGate {
-	g := &syncGate{held: make(chan struct{}, 1)}
-	released := make(chan struct{})
-	g.release = sync.OnceFunc(func() { close(released) })
-	g.fs = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			if strings.HasSuffix(op.Path, ".log") && g.hold.CompareAndSwap(true, false) {
-				g.held <- struct{}{}
-				<-released
-			}
-		}
-		return nil
-	}))
-	return g
-}
 
 // TestPublishPipelined: publishes from one connection are sequenced as
 // they are read, without waiting for the previous one to be durable.
@@ -59,9 +29,9 @@ func newSyncGate() *syncGate {
 // get every message and every publish is acked, with seqs in send order
 // per room.
 func TestPublishPipelined(t *testing.T) {
-	gate := newSyncGate()
-	n := edgetest.Start(t, edgetest.WithWALConfig(func(c *wal.Config) { c.FS = gate.fs }))
-	t.Cleanup(gate.release) // before the node closes: never leave the fsync held
+	gate := waltest.NewSyncGate()
+	n := edgetest.Start(t, edgetest.WithWALConfig(func(c *wal.Config) { c.FS = gate.FS() }))
+	t.Cleanup(gate.Release) // before the node closes: never leave the fsync held
 	tok := n.AllToken("alice")
 	rooms := []string{"pipe:a", "pipe:b"}
 	sub := connectWS(t, n, tok)
@@ -73,7 +43,7 @@ func TestPublishPipelined(t *testing.T) {
 	p.ping() // rooms created, connection settled
 
 	const perRoom = 10
-	gate.hold.Store(true)
+	gate.Hold()
 	var batch []protocol.Frame
 	for i := range 2 * perRoom {
 		id := int64(i + 1)
@@ -82,7 +52,7 @@ func TestPublishPipelined(t *testing.T) {
 	}
 	p.send(batch...)
 	select {
-	case <-gate.held:
+	case <-gate.Held():
 	case <-time.After(readTimeout):
 		t.Fatal("no wal fsync started")
 	}
@@ -97,7 +67,7 @@ func TestPublishPipelined(t *testing.T) {
 		t.Fatalf("publisher before durability: %s and %d more frames, want only pong", f.Op, len(p.backlog))
 	}
 
-	gate.release()
+	gate.Release()
 	// Once durable: every message, in send order per room.
 	next := map[string]uint64{}
 	for _, m := range sub.msgs(2 * perRoom) {

@@ -4,44 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
-
 	"github.com/arena-mesh/arena/wal"
+	"github.com/arena-mesh/arena/wal/waltest"
 )
-
-// syncGate is a filesystem for the wal that can hold the next WAL fsync
-// until released: messages are then applied but none becomes durable,
-// which shows what publishers and subscribers see before durability.
-type syncGate struct {
-	hold    atomic.Bool
-	held    chan struct{} // receives once the held fsync started
-	release func()        // lets it finish; idempotent
-	fs      vfs.FS
-}
-
-func newSyncGate(t testing.TB) *syncGate {
-	t.Helper()
-	g := &syncGate{held: make(chan struct{}, 1)}
-	released := make(chan struct{})
-	g.release = sync.OnceFunc(func() { close(released) })
-	g.fs = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			if strings.HasSuffix(op.Path, ".log") && g.hold.CompareAndSwap(true, false) {
-				g.held <- struct{}{}
-				<-released
-			}
-		}
-		return nil
-	}))
-	return g
-}
 
 // asyncResult records the done calls of one PublishAsync.
 type asyncResult struct {
@@ -75,14 +43,14 @@ func (a *asyncResult) wait(t testing.TB) (Ack, error) {
 // call order and done runs exactly once for each, with seqs in call order. A duplicate of an in-flight key waits for its
 // original.
 func TestPublishAsyncPipelined(t *testing.T) {
-	gate := newSyncGate(t)
-	e := newEnv(t, func(w *wal.Config, _ *Config) { w.FS = gate.fs })
-	t.Cleanup(gate.release) // runs before the env closes: never leave the fsync held
+	gate := waltest.NewSyncGate()
+	e := newEnv(t, func(w *wal.Config, _ *Config) { w.FS = gate.FS() })
+	t.Cleanup(gate.Release) // runs before the env closes: never leave the fsync held
 	const room, n = "pipe", 20
 	first := e.publish(room, "") // the room and its epoch are durable
 	res, sink := e.subscribe(room, nil)
 
-	gate.hold.Store(true)
+	gate.Hold()
 	results := make([]*asyncResult, n)
 	for i := range results {
 		results[i] = newAsyncResult()
@@ -98,7 +66,7 @@ func TestPublishAsyncPipelined(t *testing.T) {
 	if err := e.r.PublishAsync(t.Context(), PublishRequest{Room: room, Key: "k4", Data: []byte(`"again"`)}, dup.done); err != nil {
 		t.Fatalf("PublishAsync of an in-flight key: %v", err)
 	}
-	<-gate.held
+	<-gate.Held()
 
 	// Nothing is durable yet: no subscriber sees any of them (a message
 	// delivered before its fsync could be lost to a crash and its seq
@@ -112,7 +80,7 @@ func TestPublishAsyncPipelined(t *testing.T) {
 		}
 	}
 
-	gate.release()
+	gate.Release()
 	// Delivered in call order once durable.
 	msgs, err := pullUntil(res.Sub, sink, first.Seq+n)
 	if err != nil {
