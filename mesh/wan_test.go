@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -201,4 +202,50 @@ func TestWANDropIsDeterministic(t *testing.T) {
 	if _, d := dropPattern(t, 42, 0, 100); d != 0 {
 		t.Errorf("lossless link dropped %d of 100", d)
 	}
+}
+
+// BenchmarkWANDelayAccuracy measures how far from its due time the
+// emulator writes a delayed packet (40 ms link, one packet per
+// millisecond), in real time: the error it adds to every emulated hop.
+// Reported as offset percentiles in µs (negative: early).
+func BenchmarkWANDelayAccuracy(b *testing.B) {
+	const delay = 40 * time.Millisecond
+	wan := NewWAN(1)
+	wan.Set("a", "b", Link{Delay: delay})
+	sink := newSinkConn()
+	c := newWANConn(sink, wan, "a", testRegions, func() {})
+	defer c.Close()
+	sentAt := make(map[string]time.Time, b.N)
+	offsets := make([]time.Duration, 0, b.N)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	to := net.UDPAddrFromAddrPort(addrB)
+	b.ResetTimer()
+	for i := range b.N {
+		data := fmt.Sprint(i)
+		sentAt[data] = time.Now()
+		if _, err := c.WriteTo([]byte(data), to); err != nil {
+			b.Fatal(err)
+		}
+		for drained := false; !drained; {
+			select {
+			case got := <-sink.writes:
+				offsets = append(offsets, got.at.Sub(sentAt[got.data])-delay)
+			default:
+				drained = true
+			}
+		}
+		<-tick.C
+	}
+	for len(offsets) < b.N {
+		got := <-sink.writes
+		offsets = append(offsets, got.at.Sub(sentAt[got.data])-delay)
+	}
+	slices.Sort(offsets)
+	pct := func(p float64) float64 {
+		return float64(offsets[int(p*float64(len(offsets)-1))]) / float64(time.Microsecond)
+	}
+	b.ReportMetric(pct(0.01), "p1-µs")
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
 }
