@@ -38,7 +38,19 @@ func Lines(msg []byte) iter.Seq[[]byte] {
 // It checks everything that does not depend on configuration: a known op,
 // the fields that op requires, room names, key length, history limits. The
 // data size limit is configurable, so the caller checks it (see DataTooLarge).
+//
+// The result is always the one encoding/json gives (decodeClientJSON); a
+// faster path handles the frames real clients send (see decodeFast).
 func DecodeClient(b []byte) (*Frame, error) {
+	if f, ok := decodeFast(b); ok {
+		return f, f.CheckClient()
+	}
+	return decodeClientJSON(b)
+}
+
+// decodeClientJSON is DecodeClient through encoding/json: the reference
+// the fast path must match, and the path for every frame it declines.
+func decodeClientJSON(b []byte) (*Frame, error) {
 	f := new(Frame)
 	if err := json.Unmarshal(b, f); err != nil {
 		// A frame that is JSON but whose fields have the wrong types
