@@ -339,3 +339,47 @@ func FuzzDecodeMsg(f *testing.F) {
 		}
 	})
 }
+
+// A subscription whose reader stalls keeps at most maxPendingNotices
+// notices; the ones beyond are counted and reported by one
+// EventNoticesLost after those kept, so a presence view knows it is stale.
+func TestLaggingSubscriptionReportsLostNotices(t *testing.T) {
+	c := &Client{ctx: t.Context()}
+	s := &Subscription{c: c, room: "r", ch: make(chan Event, 1), done: make(chan struct{}), state: subLive}
+	const extra = 5
+	total := 2 + maxPendingNotices + extra // one on C, one taken by the helper, the queue, the overflow
+	for i := range total {
+		s.onNotice(Event{Kind: EventJoin, Notice: &Notice{Room: "r", User: fmt.Sprint(i)}})
+	}
+	joins, lost := 0, 0
+	for lost == 0 {
+		select {
+		case ev := <-s.ch:
+			switch ev.Kind {
+			case EventJoin:
+				if ev.Notice.User != fmt.Sprint(joins) {
+					t.Fatalf("join %d is of user %s: notices out of order", joins, ev.Notice.User)
+				}
+				joins++
+			case EventNoticesLost:
+				lost = ev.Notice.Lost
+				if lost <= 0 || ev.Notice.Room != "r" {
+					t.Fatalf("notices-lost event %+v", ev.Notice)
+				}
+			default:
+				t.Fatalf("unexpected event %v", ev.Kind)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no notices-lost event after %d joins", joins)
+		}
+	}
+	if joins+lost != total {
+		t.Errorf("%d joins delivered + %d reported lost, want %d in all", joins, lost, total)
+	}
+	c.wg.Wait() // the helper has returned
+	select {
+	case ev := <-s.ch:
+		t.Errorf("event %v after notices-lost, which must come last", ev.Kind)
+	default:
+	}
+}

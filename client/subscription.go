@@ -28,9 +28,14 @@ const (
 	// EventReceipt: Notice.User got (Status "delivered") or read (Status
 	// "read") the message Notice.Seq.
 	EventReceipt
+	// EventNoticesLost: the subscription lagged so far behind that
+	// Notice.Lost joins, leaves or receipts were dropped (messages never
+	// are: they are fetched again). Presence shown from the events is then
+	// stale: call Client.Presence for the current members.
+	EventNoticesLost
 )
 
-var kindNames = [...]string{"", "msg", "reset", "join", "leave", "receipt"}
+var kindNames = [...]string{"", "msg", "reset", "join", "leave", "receipt", "notices-lost"}
 
 func (k EventKind) String() string {
 	if int(k) < len(kindNames) {
@@ -54,6 +59,7 @@ type Notice struct {
 	Seq      uint64            // receipt
 	Status   string            // receipt: "delivered" or "read"
 	From, To protocol.Position // reset
+	Lost     int               // notices-lost: how many notices were dropped
 }
 
 // SubscribeOptions configure a subscription.
@@ -90,6 +96,7 @@ type Subscription struct {
 	reqID     int64             // the sub request in flight on sess; 0 if none
 	isReady   bool              // ready is closed
 	pending   []Event           // events the helper must deliver before anything else
+	lost      int               // notices dropped since pending was full
 	helper    chan struct{}     // closed when the delivering helper returns; nil if none runs
 	err       error             // why the subscription ended
 	closeOnce sync.Once
@@ -344,6 +351,8 @@ func (s *Subscription) pushLocked(ev Event) {
 	if s.state == subLagging {
 		if len(s.pending) < maxPendingNotices {
 			s.pending = append(s.pending, ev)
+		} else {
+			s.lost++
 		}
 		return
 	}
@@ -368,6 +377,12 @@ func (s *Subscription) deliverPending(done chan struct{}) {
 		if s.state != subLagging {
 			s.mu.Unlock()
 			return
+		}
+		if len(s.pending) == 0 && s.lost > 0 {
+			// Said after the notices that were kept, so that it comes
+			// last, where presence went stale.
+			s.pending = append(s.pending, Event{Kind: EventNoticesLost, Notice: &Notice{Room: s.room, Lost: s.lost}})
+			s.lost = 0
 		}
 		if len(s.pending) == 0 {
 			s.state = subResync
