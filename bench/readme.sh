@@ -2,7 +2,8 @@
 # bench/readme.sh — the runs behind README.md's benchmark table, against the
 # issue's goals. Each scenario runs against a freshly spawned node (geo:
 # against `arena dev`, three emulated regions in one process), with the
-# server pinned to one core and the harness to the other.
+# server (for geo: the whole dev mesh) pinned to one core and the harness to
+# the other.
 #
 #   bench/readme.sh [SCENARIO ...]   default: all of them
 #
@@ -42,7 +43,7 @@ for s in "${want[@]}"; do
 		# arena dev prints the geo command with its URLs and floors; 333 msg/s
 		# from each of the three regions is 1,000 msg/s into the room.
 		read -r -a geo <<<"$(sed -n 's/^measure it: arena bench geo //p' "$data/dev.out")"
-		run geo geo "${geo[@]}" --rate 333 --subs 5 --duration 10s
+		run geo geo "${geo[@]}" --rate 333 --subs 5 --duration 10s --server-pid "$dev" "${pin[@]}"
 		kill $dev
 		wait $dev 2>/dev/null || true
 		trap - EXIT

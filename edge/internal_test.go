@@ -22,7 +22,9 @@ func testSession(t testing.TB) *session {
 		t.Fatal(err)
 	}
 	srv := &Server{cfg: Config{SendQueue: DefaultSendQueue}, m: m}
-	s := &session{srv: srv, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	// writerOn: no writer goroutine is ever started (there is no socket);
+	// the tests take the queued work themselves.
+	s := &session{srv: srv, done: make(chan struct{}), writerOn: true}
 	s.space.L = &s.mu
 	return s
 }

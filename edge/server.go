@@ -22,8 +22,9 @@ type Server struct {
 	limiters *limiters
 	handler  http.Handler
 
-	// hardCtx is the parent of every session's context; cancelling it cuts
-	// every socket at once (the end of the close grace period).
+	// hardCtx is the parent of every session's context; it is cancelled,
+	// and every socket cut (cutSessions), at the end of the close grace
+	// period.
 	hardCtx    context.Context
 	hardCancel context.CancelFunc
 	// streamsDone is closed when SSE streams must end (drain or close).
@@ -130,11 +131,28 @@ func (s *Server) shutdown(ctx context.Context, reason string) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		// Cut whatever is left: cancelling the sessions' contexts closes
-		// their sockets, which unblocks their reader and writer at once.
+		// Cut whatever is left: closing the sockets unblocks every reader
+		// and writer at once.
 		s.hardCancel()
+		s.cutSessions()
 		<-done
 		return ctx.Err()
+	}
+}
+
+// cutSessions closes every WebSocket session's socket without a close
+// handshake. Sessions don't watch hardCtx while reading or writing (that
+// would cost each idle one a context registration), so the cut is
+// explicit. MQTT sessions and SSE streams end through hardCtx.
+func (s *Server) cutSessions() {
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		_ = sess.conn.CloseNow()
 	}
 }
 

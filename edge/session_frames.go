@@ -103,12 +103,12 @@ func (s *session) handleSub(f *protocol.Frame) {
 	// Present before the old subscription of the room (if any) leaves,
 	// so that replacing it makes no leave and join.
 	st.pres = s.enterRoom(f.Room, f.Presence)
-	if old := s.subs[f.Room]; old != nil {
+	if old := s.subs.get(f.Room); old != nil {
 		// A second sub of the same room replaces the first (for example to
 		// resume from another position).
 		old.close()
 	}
-	s.subs[f.Room] = st
+	s.subs.put(st)
 	if f.ID != nil {
 		reply := protocol.Subscribed{
 			Op:   protocol.OpSubscribed,
@@ -128,12 +128,12 @@ func (s *session) handleSub(f *protocol.Frame) {
 }
 
 func (s *session) handleUnsub(f *protocol.Frame) {
-	st := s.subs[f.Room]
+	st := s.subs.get(f.Room)
 	if st == nil {
 		s.replyErr(f.ID, protocol.Errorf(protocol.CodeNotSubscribed, "not subscribed to %s", f.Room))
 		return
 	}
-	delete(s.subs, f.Room)
+	s.subs.remove(f.Room)
 	st.close()
 	if f.ID != nil {
 		s.sendJSON(protocol.Unsubscribed{Op: protocol.OpUnsubscribed, ID: f.ID, Room: f.Room})
@@ -166,6 +166,9 @@ func (s *session) handlePub(f *protocol.Frame) {
 	}
 	if !s.waitSpace() {
 		return
+	}
+	if s.pubSem == nil {
+		s.pubSem = make(chan struct{}, s.srv.cfg.MaxInFlight)
 	}
 	select {
 	case s.pubSem <- struct{}{}:

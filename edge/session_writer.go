@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/arena-mesh/arena/protocol"
 	"github.com/arena-mesh/arena/router"
@@ -39,15 +41,14 @@ func (st *subState) Notify(*router.Subscription) {
 	}
 	s := st.sess
 	s.mu.Lock()
-	wake := st.ready && !st.queued.Load() && !s.closing
-	if wake {
+	var k writerKick
+	if st.ready && !st.queued.Load() && !s.closing {
 		st.queued.Store(true)
 		s.dirty = append(s.dirty, st)
+		k = s.kickLocked()
 	}
 	s.mu.Unlock()
-	if wake {
-		s.wakeWriter()
-	}
+	k.do(s)
 }
 
 // close unsubscribes; the writer skips it from now on. The user's
@@ -73,16 +74,18 @@ func (st *subState) closeWith(graceful bool) {
 func (s *session) markReady(st *subState) {
 	s.mu.Lock()
 	st.ready = true
+	var k writerKick
 	if !st.queued.Load() && !s.closing {
 		st.queued.Store(true)
 		s.dirty = append(s.dirty, st)
+		k = s.kickLocked()
 	}
 	s.mu.Unlock()
-	s.wakeWriter()
+	k.do(s)
 }
 
 // requeue puts subscriptions that still have messages back on the dirty
-// list.
+// list. Only the writer calls it, so no writer needs waking.
 func (s *session) requeue(sts []*subState) {
 	s.mu.Lock()
 	for _, st := range sts {
@@ -92,14 +95,73 @@ func (s *session) requeue(sts []*subState) {
 		}
 	}
 	s.mu.Unlock()
-	s.wakeWriter()
 }
 
-func (s *session) wakeWriter() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// ctrlBuf holds a control queue buffer in ctrlBufs: a session takes one
+// when it queues a frame with no writer running and gives it back when
+// its writer finds nothing left to do.
+type ctrlBuf struct{ b []byte }
+
+var ctrlBufs = sync.Pool{New: func() any { return &ctrlBuf{b: make([]byte, 0, 512)} }}
+
+// releaseCtrlLocked gives the empty control queue buffer back to ctrlBufs.
+func (s *session) releaseCtrlLocked() {
+	if s.ctrlBuf != nil {
+		s.ctrlBuf.b = s.ctrl[:0]
+		if cap(s.ctrl) > 4*batchBytes {
+			s.ctrlBuf.b = nil // a rare burst's
+		}
+		ctrlBufs.Put(s.ctrlBuf)
+		s.ctrlBuf = nil
 	}
+	s.ctrl = nil
+}
+
+// writerKick is what a caller that queued work (or began closing) must do
+// once it has unlocked s.mu: start a writer, or wake the one parked.
+type writerKick struct {
+	start bool
+	wake  chan struct{}
+}
+
+// kickLocked is called with work just queued or closing just begun. A
+// writer retires (retireWriter) only under s.mu and with nothing queued,
+// so work is never left without a writer.
+func (s *session) kickLocked() writerKick {
+	if !s.writerOn {
+		s.writerOn = true
+		s.wake = make(chan struct{}, 1)
+		return writerKick{start: true, wake: s.wake}
+	}
+	return writerKick{wake: s.wake}
+}
+
+func (k writerKick) do(s *session) {
+	switch {
+	case k.start:
+		go s.writeLoop(k.wake)
+	case k.wake != nil:
+		select {
+		case k.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// retireWriter ends the writer goroutine's life if there is still nothing
+// to do: it gives up the writer role and the control queue buffer, and
+// reports true. The writer calls it after parking writerLinger for work.
+func (s *session) retireWriter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.ctrlCount > 0 || len(s.dirty) > 0 {
+		return false
+	}
+	s.writerOn = false
+	s.wake = nil
+	s.releaseCtrlLocked()
+	s.dirty = nil
+	return true
 }
 
 // queueMode says what enqueue does when the control queue is full or the
@@ -186,12 +248,17 @@ func (s *session) enqueue(frame []byte, mode queueMode) {
 	}
 	if len(s.ctrl) > 0 {
 		s.ctrl = append(s.ctrl, '\n')
+	} else if cap(s.ctrl) == 0 {
+		// Given back while idle (see nextWork).
+		s.ctrlBuf = ctrlBufs.Get().(*ctrlBuf)
+		s.ctrl = s.ctrlBuf.b[:0]
 	}
 	s.ctrl = append(s.ctrl, frame...)
 	s.ctrlCount++
+	k := s.kickLocked()
 	s.mu.Unlock()
 	s.srv.m.sendQueued.Inc()
-	s.wakeWriter()
+	k.do(s)
 }
 
 // waitSpace waits, like a queueWait enqueue, until the control queue has
@@ -207,14 +274,27 @@ func (s *session) waitSpace() bool {
 	return !s.closing
 }
 
-// takeWork swaps out the queued control frames and the dirty
-// subscriptions (clearing their queued flags, so that a Notify from now
-// on queues them again). Both come from one critical section, and a
+// takeWork appends the queued control frames to buf and swaps out the
+// dirty subscriptions (clearing their queued flags, so that a Notify from
+// now on queues them again). Both come from one critical section, and a
 // subscription becomes ready only after its subscribed reply is queued,
 // so a batch never carries a message before its subscribed reply.
-func (s *session) takeWork(ctrl []byte, dirty []*subState) ([]byte, int, []*subState) {
+//
+// The frames are copied rather than the buffers swapped, so that the
+// writer's batch buffer (pooled, grown to batch size) stays the writer's.
+func (s *session) takeWork(buf []byte, dirty []*subState) ([]byte, int, []*subState) {
 	s.mu.Lock()
-	ctrl, s.ctrl = s.ctrl, ctrl[:0]
+	buf, n, dirty := s.takeWorkLocked(buf, dirty)
+	s.mu.Unlock()
+	if n > 0 {
+		s.srv.m.sendQueued.Sub(float64(n))
+	}
+	return buf, n, dirty
+}
+
+func (s *session) takeWorkLocked(buf []byte, dirty []*subState) ([]byte, int, []*subState) {
+	buf = append(buf, s.ctrl...)
+	s.ctrl = s.ctrl[:0]
 	n := s.ctrlCount
 	s.ctrlCount = 0
 	dirty, s.dirty = s.dirty, dirty[:0]
@@ -224,34 +304,96 @@ func (s *session) takeWork(ctrl []byte, dirty []*subState) ([]byte, int, []*subS
 	if n >= s.srv.cfg.SendQueue {
 		s.space.Broadcast()
 	}
+	return buf, n, dirty
+}
+
+// writerStep is what the writer does next.
+type writerStep uint8
+
+const (
+	stepWrite writerStep = iota // write the work taken
+	stepIdle                    // nothing to do: park
+	stepClose                   // the session is closing: close the socket and exit for good
+)
+
+// nextWork is the writer's critical section: closing first, then the work
+// queued (appended to buf, see takeWork), else stepIdle.
+func (s *session) nextWork(buf []byte, dirty []*subState) ([]byte, int, []*subState, writerStep) {
+	s.mu.Lock()
+	switch {
+	case s.closing:
+		s.mu.Unlock()
+		return buf, 0, dirty, stepClose
+	case s.ctrlCount == 0 && len(s.dirty) == 0:
+		s.mu.Unlock()
+		return buf, 0, dirty, stepIdle
+	}
+	buf, n, dirty := s.takeWorkLocked(buf, dirty)
 	s.mu.Unlock()
 	if n > 0 {
 		s.srv.m.sendQueued.Sub(float64(n))
 	}
-	return ctrl, n, dirty
+	return buf, n, dirty, stepWrite
 }
 
-// writeLoop is the session's writer: it waits for work, then writes
-// everything ready (control frames first, then messages pulled from dirty
-// subscriptions) as '\n'-joined frames in one WebSocket message of about
-// batchBytes at most. On fail it closes the socket.
-func (s *session) writeLoop() {
-	defer close(s.writerDone)
-	var (
-		spare  []byte
-		dirty  []*subState
-		pulled = make([]*router.Message, 0, pullMax)
-	)
+// writerScratch is a writer's working memory, pooled so that an idle
+// session holds none of it and a writer started per burst of work does
+// not allocate it again.
+type writerScratch struct {
+	buf    []byte // the batch being built
+	dirty  []*subState
+	pulled []*router.Message
+}
+
+var writerScratches = sync.Pool{New: func() any {
+	return &writerScratch{pulled: make([]*router.Message, 0, pullMax)}
+}}
+
+// writerLinger is how long a writer with nothing to do waits for work
+// before it exits: long enough that a connection with traffic keeps its
+// writer (starting one per message would cost a goroutine start and stack
+// growth each time), short enough that an idle connection soon costs one
+// goroutine only.
+const writerLinger = time.Second
+
+// writeLoop is the session's writer: it writes everything ready (control
+// frames first, then messages pulled from dirty subscriptions) as
+// '\n'-joined frames in one WebSocket message of about batchBytes at most,
+// then waits for wake. After writerLinger without work it exits, and
+// kickLocked starts another when work comes. On fail it closes the socket.
+func (s *session) writeLoop(wake chan struct{}) {
+	w := writerScratches.Get().(*writerScratch)
+	linger := time.NewTimer(writerLinger)
+	defer linger.Stop()
+	// cut bounds each write (see write); one timer per writer, re-armed
+	// for every write rather than made anew.
+	cut := time.AfterFunc(time.Hour, s.cutSocket)
+	cut.Stop()
+	defer cut.Stop()
 	for {
-		select {
-		case <-s.wake:
-		case <-s.done:
-			s.closeSocket(spare)
+		buf, frames, dirty, step := s.nextWork(w.buf[:0], w.dirty)
+		w.dirty = dirty[:0]
+		switch step {
+		case stepIdle:
+			linger.Reset(writerLinger)
+			select {
+			case <-wake:
+			case <-s.done:
+			case <-linger.C:
+				if s.retireWriter() {
+					w.buf = buf[:0]
+					writerScratches.Put(w)
+					return
+				}
+			}
+			continue
+		case stepClose:
+			s.closeSocket(buf, cut)
+			close(s.writerDone)
+			w.buf = buf[:0]
+			writerScratches.Put(w)
 			return
 		}
-		var buf []byte
-		var frames int
-		buf, frames, dirty = s.takeWork(spare, dirty)
 		for i, st := range dirty {
 			if len(buf) >= batchBytes {
 				s.requeue(dirty[i:])
@@ -261,7 +403,7 @@ func (s *session) writeLoop() {
 				continue
 			}
 			var err error
-			pulled, err = st.sub.Pull(pulled[:0], pullMax)
+			w.pulled, err = st.sub.Pull(w.pulled[:0], pullMax)
 			if err != nil {
 				if errors.Is(err, router.ErrTooSlow) {
 					s.fail(closeTooSlow, "too slow: resume from the last seq seen", false)
@@ -271,38 +413,46 @@ func (s *session) writeLoop() {
 				}
 				break
 			}
-			for _, m := range pulled {
+			for _, m := range w.pulled {
 				if len(buf) > 0 {
 					buf = append(buf, '\n')
 				}
 				buf = append(buf, m.Encoded(encodeMsg)...)
 			}
-			frames += len(pulled)
-			s.srv.m.deliveries.Add(float64(len(pulled)))
-			if len(pulled) == pullMax {
+			frames += len(w.pulled)
+			s.srv.m.deliveries.Add(float64(len(w.pulled)))
+			if len(w.pulled) == pullMax {
 				s.requeue(dirty[i : i+1])
 			}
-			clear(pulled)
+			clear(w.pulled)
 		}
 		clear(dirty)
 		if len(buf) > 0 {
-			if !s.write(buf, frames) {
+			if !s.write(buf, frames, cut) {
+				// fail was called: no writer starts again.
+				close(s.writerDone)
 				return
 			}
 		}
-		spare = buf[:0]
-		if cap(spare) > 4*batchBytes {
-			spare = nil
+		w.buf = buf[:0]
+		if cap(w.buf) > 4*batchBytes {
+			w.buf = nil
 		}
 	}
 }
 
 // write writes one WebSocket message of frames frames, bounded by the
-// write timeout. false means the socket is gone.
-func (s *session) write(buf []byte, frames int) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
-	err := s.conn.Write(ctx, websocketText, buf)
-	cancel()
+// write timeout: cut, armed for the write, closes the socket when it
+// fires. false means the socket is gone.
+func (s *session) write(buf []byte, frames int, cut *time.Timer) bool {
+	// The timeout closes the socket itself rather than through a context:
+	// coder/websocket keeps the context of the last write until the next
+	// one, which would cost an idle session a timerCtx and its channel
+	// (and a context derived from s.ctx would keep a children map in
+	// s.ctx). Server.cutSessions closes the socket on a hard stop.
+	cut.Reset(s.srv.cfg.WriteTimeout)
+	err := s.conn.Write(context.Background(), websocketText, buf)
+	cut.Stop()
 	if err != nil {
 		s.log.Debug().Err(err).Msg("write failed")
 		s.fail(closeNormal, "", false)
@@ -316,15 +466,18 @@ func (s *session) write(buf []byte, frames int) bool {
 	return true
 }
 
+// cutSocket closes the socket without a close handshake.
+func (s *session) cutSocket() { _ = s.conn.CloseNow() }
+
 // closeSocket writes the last control frames if the close asks for it,
 // then runs the close handshake.
-func (s *session) closeSocket(spare []byte) {
+func (s *session) closeSocket(spare []byte, cut *time.Timer) {
 	s.mu.Lock()
 	code, text, flush := s.closeCode, s.closeText, s.closeFlush
 	s.mu.Unlock()
 	if flush {
 		if buf, n, _ := s.takeWork(spare, nil); len(buf) > 0 {
-			if !s.write(buf, n) {
+			if !s.write(buf, n, cut) {
 				return
 			}
 		}

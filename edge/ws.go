@@ -14,6 +14,12 @@ import (
 
 // serveWS upgrades GET /v1/ws to a WebSocket session.
 //
+// The session runs on a goroutine of its own and the handler returns at
+// once: the HTTP connection's goroutine has a deep stack and keeps the
+// request, the response and their headers alive for as long as it runs,
+// several KiB that an idle connection has no use for. The hijacked
+// connection is lean (see leanWriter).
+//
 // A bad token in the Authorization header is refused before the upgrade
 // with 401 and an HTTP error body: the client learns why without having to
 // open a socket. A bad token in the connect frame gets an error frame and
@@ -35,7 +41,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		header = p
 	}
 	originErr := checkOrigin(r, s.cfg.AllowedOrigins)
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	lw := &leanWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(lw, r, &websocket.AcceptOptions{
 		Subprotocols: []string{protocol.Subprotocol},
 		// The origin is checked above, so that a refusal can be a 1008
 		// close rather than a bare 403.
@@ -53,13 +60,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(s.cfg.readLimit())
 	sess := newSession(s, conn, header, r.RemoteAddr)
+	sess.lean = lw.conn
 	if !s.track(sess) {
 		// Drain began during the upgrade.
 		_ = conn.Close(closeGoingAway, "node is draining")
 		return
 	}
-	defer s.untrack(sess)
-	sess.run()
+	go func() {
+		defer s.untrack(sess)
+		sess.run()
+	}()
 }
 
 // checkOrigin mirrors websocket.Accept's origin check (same host always

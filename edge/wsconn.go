@@ -1,0 +1,313 @@
+package edge
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// Lean sockets: an idle WebSocket connection should cost as little memory
+// as possible (the goal is 10 KiB per idle subscribed connection).
+// websocket.Accept keeps the bufio.Reader and bufio.Writer net/http hands
+// over with the hijacked connection, 4 KiB each, for the connection's
+// life, although an idle connection has nothing in them. leanWriter's
+// Hijack gives it 16-byte ones (bufio's minimum) over a leanConn instead,
+// which
+//
+//   - reads ahead into a pooled 4 KiB chunk that it holds only while it
+//     has unread bytes, and waits for the socket to become readable
+//     holding no buffer at all (syscall.RawConn), so a read syscall still
+//     takes up to 4 KiB, as before;
+//   - joins a frame's header (which the small bufio.Writer flushes early)
+//     and its payload into one writev, so a message still costs one write
+//     syscall, as before;
+//   - never hands out bytes past the end of the current frame, so that
+//     between messages every unread byte is in the leanConn and the
+//     session's reader can wait there (awaitData) rather than deep inside
+//     coder/websocket, which lets the GC shrink its stack to 4 KiB.
+//
+// Only plain TCP connections are made lean; anything else (TLS served by
+// net/http, other platforms) keeps net/http's buffers.
+
+const (
+	// readChunkSize is the most one read syscall takes.
+	readChunkSize = 4 << 10
+	// leanBufio is the size of the bufio.Reader and bufio.Writer given
+	// to coder/websocket: bufio.Reader's minimum.
+	leanBufio = 16
+	// maxHeld bounds the bytes of an unfinished frame Write holds back;
+	// the small bufio.Writer flushes at most leanBufio at a time.
+	maxHeld = 2 * leanBufio
+)
+
+// readChunks pools read-ahead chunks of all lean connections.
+var readChunks = sync.Pool{New: func() any { return new([readChunkSize]byte) }}
+
+// leanWriter is the http.ResponseWriter given to websocket.Accept: its
+// Hijack makes the connection lean. conn is the lean connection made, nil
+// when the connection could not be made lean.
+type leanWriter struct {
+	http.ResponseWriter
+	conn *leanConn
+}
+
+// Hijack implements http.Hijacker.
+func (w *leanWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	lc := newLeanConn(conn, brw.Reader)
+	if lc == nil {
+		return conn, brw, nil
+	}
+	w.conn = lc
+	// net/http's buffers are dropped here: the handler returns soon and
+	// nothing else refers to them.
+	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, leanBufio), bufio.NewWriterSize(lc, leanBufio)), nil
+}
+
+// leanConn is a TCP connection with pooled read-ahead and frame-joining
+// writes. Writes come from one goroutine at a time (coder/websocket's
+// frame write lock). Reads come from coder/websocket under its read lock
+// and from the session's reader (awaitData) outside it, so rmu guards the
+// read side.
+//
+// A Read never returns bytes past the end of the frame it is in, so the
+// bufio.Reader above never holds bytes of a frame coder/websocket has not
+// started reading: once a message has been read to its end, every unread
+// byte is here, which is what makes awaitData sound.
+type leanConn struct {
+	*net.TCPConn
+	raw   syscall.RawConn
+	ready func(fd uintptr) bool // c.readReady, bound once
+
+	rmu      sync.Mutex           // guards the read side: the fields up to the blank line
+	chunk    *[readChunkSize]byte // read-ahead; nil when drained
+	off, end int                  // unread bytes: chunk[off:end]
+	in       frameScan            // the frames read (handed out) so far
+	rerr     error                // error of the last raw read
+	final    error                // io.EOF or a read error: returned from then on
+
+	held  [maxHeld]byte // bytes of an unfinished frame, not yet written
+	nheld int
+	out   frameScan // the frames written so far
+	iov   [2][]byte
+	bufs  net.Buffers
+}
+
+// newLeanConn wraps conn, or returns nil when conn cannot be lean. br is
+// net/http's reader, whose buffered bytes are read first.
+func newLeanConn(conn net.Conn, br *bufio.Reader) *leanConn {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok || !leanSockets || br.Buffered() > readChunkSize {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	c := &leanConn{TCPConn: tc, raw: raw}
+	c.ready = c.readReady
+	if n := br.Buffered(); n > 0 {
+		// The client sent frames right behind the upgrade request.
+		c.chunk = readChunks.Get().(*[readChunkSize]byte)
+		c.end, _ = io.ReadFull(br, c.chunk[:n]) // buffered: cannot fail
+	}
+	return c
+}
+
+// Read implements io.Reader from the read-ahead chunk, filling it when
+// empty, and stops at the end of the current frame.
+func (c *leanConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.chunk == nil {
+		if c.final != nil {
+			return 0, c.final
+		}
+		if left := c.in.payloadLeft(); left > 0 && len(p) >= readChunkSize {
+			// Within a large payload: read it directly, up to its end.
+			n, err := c.TCPConn.Read(p[:min(uint64(len(p)), left)])
+			c.in.advanceFrame(p[:max(n, 0)])
+			return n, err
+		}
+		if err := c.fillLocked(); err != nil {
+			return 0, err
+		}
+	}
+	avail := c.chunk[c.off:c.end]
+	if len(avail) > len(p) {
+		avail = avail[:len(p)]
+	}
+	n := c.in.advanceFrame(avail)
+	copy(p, avail[:n])
+	c.off += n
+	if c.off == c.end {
+		readChunks.Put(c.chunk)
+		c.chunk = nil
+	}
+	return n, nil
+}
+
+// awaitData blocks until there are bytes to read or the socket failed,
+// holding no buffer while it waits. The session's reader calls it between
+// messages, before coder/websocket's Reader, so that an idle connection
+// waits on a shallow stack (which the GC then shrinks to 4 KiB); the
+// error, if any, comes again from the next Read.
+func (c *leanConn) awaitData() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.chunk == nil && c.final == nil {
+		_ = c.fillLocked()
+	}
+}
+
+// fillLocked waits until the socket is readable, holding no buffer
+// meanwhile, then reads what is there (up to readChunkSize) into a pooled
+// chunk.
+func (c *leanConn) fillLocked() error {
+	c.rerr = nil
+	if err := c.raw.Read(c.ready); err != nil {
+		return err // closed, or a deadline
+	}
+	switch {
+	case c.rerr != nil:
+		c.final = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(),
+			Err: os.NewSyscallError("read", c.rerr)}
+		return c.final
+	case c.chunk == nil:
+		c.final = io.EOF
+		return io.EOF
+	}
+	return nil
+}
+
+// readReady is the syscall.RawConn read callback (run with rmu held): it
+// reads into a pooled chunk, or reports false (wait for readability) when
+// there was nothing to read, having given the chunk back.
+func (c *leanConn) readReady(fd uintptr) bool {
+	ch := readChunks.Get().(*[readChunkSize]byte)
+	n, err := rawRead(fd, ch[:])
+	if err == errWouldBlock {
+		readChunks.Put(ch)
+		return false
+	}
+	if err != nil || n <= 0 {
+		readChunks.Put(ch)
+		c.rerr = err
+		return true
+	}
+	c.chunk, c.off, c.end = ch, 0, n
+	return true
+}
+
+// Write implements io.Writer. The small bufio.Writer above it flushes a
+// frame's header with the first bytes of its payload, then writes the rest
+// of the payload directly: Write holds bytes back until their frame is
+// complete (or more than maxHeld are pending), so that a frame is written
+// with one writev. coder/websocket writes every frame whole, so nothing is
+// held past the end of its frame write.
+func (c *leanConn) Write(p []byte) (int, error) {
+	for rest := p; len(rest) > 0; {
+		rest = rest[c.out.advanceFrame(rest):]
+	}
+	if !c.out.boundary() && c.nheld+len(p) <= len(c.held) {
+		c.nheld += copy(c.held[c.nheld:], p)
+		return len(p), nil
+	}
+	if c.nheld == 0 {
+		return c.TCPConn.Write(p)
+	}
+	held := c.nheld
+	c.iov = [2][]byte{c.held[:held], p}
+	c.bufs = c.iov[:]
+	n, err := c.bufs.WriteTo(c.TCPConn)
+	c.nheld = 0
+	c.iov = [2][]byte{} // don't keep p
+	c.bufs = nil
+	return max(0, int(n)-held), err
+}
+
+// frameScan follows the frame boundaries of a WebSocket byte stream.
+type frameScan struct {
+	hdr  [14]byte // the current frame's header bytes seen so far
+	nh   uint8
+	left uint64 // payload bytes of the current frame still to come
+}
+
+// advanceFrame consumes p up to the end of the current frame and returns
+// how many bytes it consumed: at least one when p is not empty.
+func (f *frameScan) advanceFrame(p []byte) int {
+	n := 0
+	for n < len(p) {
+		if f.left > 0 {
+			k := min(f.left, uint64(len(p)-n))
+			f.left -= k
+			n += int(k)
+			if f.left == 0 {
+				return n
+			}
+			continue
+		}
+		f.hdr[f.nh] = p[n]
+		f.nh++
+		n++
+		if f.nh >= 2 && int(f.nh) == headerLen(f.hdr[:f.nh]) {
+			f.left = payloadLen(f.hdr[:f.nh])
+			f.nh = 0
+			if f.left == 0 {
+				return n
+			}
+		}
+	}
+	return n
+}
+
+// boundary reports whether the bytes consumed end a frame.
+func (f *frameScan) boundary() bool { return f.left == 0 && f.nh == 0 }
+
+// payloadLeft is the payload still to come of the current frame, 0 while
+// in a header.
+func (f *frameScan) payloadLeft() uint64 {
+	if f.nh != 0 {
+		return 0
+	}
+	return f.left
+}
+
+// headerLen is the length of the frame header starting with h[0:2].
+func headerLen(h []byte) int {
+	n := 2
+	switch h[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if h[1]&0x80 != 0 {
+		n += 4 // masking key
+	}
+	return n
+}
+
+// payloadLen is the payload length of the complete header h.
+func payloadLen(h []byte) uint64 {
+	switch l := h[1] & 0x7f; l {
+	case 126:
+		return uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		return min(binary.BigEndian.Uint64(h[2:10]), math.MaxInt64)
+	default:
+		return uint64(l)
+	}
+}
