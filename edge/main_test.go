@@ -46,6 +46,6 @@ func TestMain(m *testing.M) {
 // fuzzing reports whether the binary runs a fuzz target (as coordinator
 // or worker).
 func fuzzing() bool {
-	f := flag.Lookup("test.fuzz")
-	return f != nil && f.Value.String() != ""
+	f, w := flag.Lookup("test.fuzz"), flag.Lookup("test.fuzzworker")
+	return f != nil && f.Value.String() != "" || w != nil && w.Value.String() == "true"
 }
