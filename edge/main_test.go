@@ -1,13 +1,12 @@
 package edge_test
 
 import (
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/arena-mesh/arena/internal/leaktest"
 )
 
 // TestMain fails the run if goroutines outlive the tests: every session's
@@ -24,28 +23,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	code := m.Run()
-	if fuzzing() {
-		// A fuzz worker exits when its coordinator says so; a leak check
-		// that retries would outlast the coordinator's deadline.
-		os.Exit(code)
-	}
 	// Keep-alive connections of the tests' own HTTP client are not the
 	// node's to close.
-	http.DefaultClient.CloseIdleConnections()
-	if code == 0 {
-		// memberlist lets a probe in flight run to its timeout after Shutdown.
-		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode")); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutines outlived the tests: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// fuzzing reports whether the binary runs a fuzz target (as coordinator
-// or worker).
-func fuzzing() bool {
-	f, w := flag.Lookup("test.fuzz"), flag.Lookup("test.fuzzworker")
-	return f != nil && f.Value.String() != "" || w != nil && w.Value.String() == "true"
+	leaktest.Main(m, http.DefaultClient.CloseIdleConnections)
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/arena-mesh/arena/internal/leaktest"
 )
 
 func TestJoinSeesMetadata(t *testing.T) {
@@ -102,5 +104,5 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	// memberlist and quic-go. goleak retries while the last ones return
 	// (a goroutine is still on the stack a moment after its wg.Done).
 	// memberlist lets a probe in flight run to its timeout after Shutdown.
-	goleak.VerifyNone(t, before, goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"))
+	goleak.VerifyNone(t, append(leaktest.Ignored, before)...)
 }
