@@ -23,31 +23,42 @@ run() { # name scenario flags...
 	"$bin" bench "$@" --quiet --json "$OUT/$name.json" --plot "$OUT/$name.svg" | tee "$OUT/$name.txt"
 }
 
+# geo NAME DIR: the geo scenario against `arena dev` with its data under DIR.
+geo() {
+	local name=$1 data
+	data="$(mktemp -d -p "$2")"
+	"$bin" dev --port 18480 --data "$data" >"$data/dev.out" 2>"$data/dev.err" &
+	dev=$! # global: the EXIT trap may run after this function returns
+	trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
+	for _ in $(seq 100); do grep -q "measure it" "$data/dev.out" 2>/dev/null && break; sleep 0.2; done
+	# arena dev prints the geo command with its URLs and floors; 333 msg/s
+	# from each of the three regions is 1,000 msg/s into the room.
+	local args
+	read -r -a args <<<"$(sed -n 's/^measure it: arena bench geo //p' "$data/dev.out")"
+	run "$name" geo "${args[@]}" --rate 333 --subs 5 --duration 10s --server-pid "$dev" "${pin[@]}"
+	kill $dev
+	wait $dev 2>/dev/null || true
+	trap - EXIT
+	rm -rf "$data"
+}
+
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms conns durable resume presence geo)
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms rooms-tmpfs conns durable resume presence geo geo-tmpfs)
 for s in "${want[@]}"; do
 	case $s in
 	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
 	fanout100) run fanout100 fanout --spawn "${pin[@]}" --subs 1000 --rate 100 --duration 10s ;;
 	rooms) run rooms rooms --spawn "${pin[@]}" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
+	# The same with the node's data on tmpfs, where fsync costs nothing: the
+	# difference is what the disk's fsync costs the rooms tail.
+	rooms-tmpfs) TMPDIR=/dev/shm run rooms-tmpfs rooms --spawn "${pin[@]}" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
 	conns) run conns conns --spawn "${pin[@]}" --conns 10000 ;;
 	durable) run durable durable --spawn "${pin[@]}" --rooms 1000 --inflight 4 --duration 10s ;;
 	resume) run resume resume --spawn "${pin[@]}" --clients 1000 --rooms 10 --rate 100 --how restart ;;
 	presence) run presence presence --spawn "${pin[@]}" --watchers 10 --churners 1000 --rate 2000 --duration 10s ;;
-	geo)
-		data="$(mktemp -d)"
-		"$bin" dev --port 18480 --data "$data" >"$data/dev.out" 2>"$data/dev.err" &
-		dev=$!
-		trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
-		for _ in $(seq 100); do grep -q "measure it" "$data/dev.out" 2>/dev/null && break; sleep 0.2; done
-		# arena dev prints the geo command with its URLs and floors; 333 msg/s
-		# from each of the three regions is 1,000 msg/s into the room.
-		read -r -a geo <<<"$(sed -n 's/^measure it: arena bench geo //p' "$data/dev.out")"
-		run geo geo "${geo[@]}" --rate 333 --subs 5 --duration 10s --server-pid "$dev" "${pin[@]}"
-		kill $dev
-		wait $dev 2>/dev/null || true
-		trap - EXIT
-		;;
+	geo) geo geo "${TMPDIR:-/tmp}" ;;
+	# geo with the nodes' data on tmpfs: what the mesh adds without the disk.
+	geo-tmpfs) geo geo-tmpfs /dev/shm ;;
 	*) echo "unknown scenario $s" >&2; exit 2 ;;
 	esac
 done

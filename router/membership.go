@@ -41,6 +41,16 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 	r.viewMu.Lock()
 	ms = r.mesh.Members()
 	old := r.view.Load()
+	if sameMembership(old.members, ms) {
+		// Only loads changed (every node gossips its load every few
+		// seconds): the member list is refreshed for /v1/edges and
+		// reconnect hints, and nothing moves. Going the whole way would
+		// re-report every room's presence in full each time.
+		r.view.Store(newView(ms, r.self, r.leaving))
+		r.viewMu.Unlock()
+		return
+	}
+	r.metrics.viewChanges.Inc()
 	present := make(map[mesh.NodeID]bool, len(ms))
 	for _, m := range ms {
 		present[m.ID] = true
@@ -187,4 +197,21 @@ func (rm *room) dropInterestOf(gone func(mesh.NodeID) bool) (emptied bool) {
 		}
 	}
 	return len(rm.interest) < n && rm.evictUnusedLocked()
+}
+
+// sameMembership reports whether a and b (both sorted, as the mesh lists
+// members) name the same nodes in the same regions at the same addresses
+// and states: whether they differ in loads at most.
+func sameMembership(a, b []mesh.Member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		x.Load, y.Load = 0, 0
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -19,6 +19,7 @@ type metrics struct {
 	badPeerFrames prometheus.Counter
 	repairs       prometheus.Counter
 	peerMsgsSent  prometheus.Counter
+	viewChanges   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,11 +64,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "arena_router_peer_msgs_sent_total",
 			Help: "Message frames queued to peers for fan-out: by a home to the interested nodes of its region and one relay per other region, by a relay to the interested nodes of its region.",
 		}),
+		viewChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_membership_changes_total",
+			Help: "Membership changes the router applied (a node joined, left, or changed its region or addresses); load updates only refresh the member list and are not counted.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent} {
+	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register router metrics: %w", err)
 		}

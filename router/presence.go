@@ -130,15 +130,17 @@ func (p *localPresence) expire(now time.Time, changed []presenceKey) []presenceK
 // count returns k's connections on this node (graced ones included).
 func (p *localPresence) count(k presenceKey) int { return p.conns[k] }
 
-// roomCounts appends (user, count) of every user of room with
-// connections here.
-func (p *localPresence) roomCounts(room string, dst []userCount) []userCount {
+// countsOf returns, for each of rooms that has connections here, the
+// (user, count) of every user with connections in it, in one pass over
+// this node's connections.
+func (p *localPresence) countsOf(rooms map[string]struct{}) map[string][]userCount {
+	out := make(map[string][]userCount, len(rooms))
 	for k, n := range p.conns {
-		if k.room == room {
-			dst = append(dst, userCount{user: k.user, conns: n})
+		if _, ok := rooms[k.room]; ok {
+			out[k.room] = append(out[k.room], userCount{user: k.user, conns: n})
 		}
 	}
-	return dst
+	return out
 }
 
 // userCount is a user's connection count, as reported to a home.

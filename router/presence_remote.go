@@ -207,9 +207,13 @@ func (e *events) takeFullLocked() map[string][]userCount {
 	if len(e.full) == 0 {
 		return nil
 	}
+	// One pass over every local connection, not one per room: after a
+	// membership change every room is in full, and a pass per room was
+	// rooms × connections (29 ms of a flush with 1,000 rooms of 2).
+	byRoom := e.local.countsOf(e.full)
 	out := make(map[string][]userCount)
 	for room := range e.full {
-		counts := e.local.roomCounts(room, nil)
+		counts := byRoom[room]
 		if e.r.isHome(room) {
 			e.home.replaceNode(room, e.r.self, counts)
 			continue

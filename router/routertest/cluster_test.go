@@ -380,3 +380,38 @@ func TestClusterGapRepair(t *testing.T) {
 		t.Fatalf("got %d messages, want at least 201", len(got))
 	}
 }
+
+// TestClusterLoadUpdateIsNoMembershipChange: every node gossips its load
+// every few seconds. That refreshes the member list each node shows
+// (/v1/edges ranks edges by it) but is not a membership change: nothing
+// is re-placed and presence is not re-reported in full, which cost a
+// node rooms × connections of work every time before.
+func TestClusterLoadUpdateIsNoMembershipChange(t *testing.T) {
+	c := Start(t, 2)
+	c.WaitConverged()
+	a, b := c.Nodes[0], c.Nodes[1]
+	const metric = "arena_router_membership_changes_total"
+	beforeA, beforeB := a.Metric(metric), b.Metric(metric)
+	if beforeA == 0 || beforeB == 0 {
+		t.Fatalf("membership changes before the load update: %v and %v, want at least the join", beforeA, beforeB)
+	}
+	for _, load := range []uint32{1234, 99} {
+		b.Mesh.SetLoad(load)
+		WaitFor(t, 10*time.Second, fmt.Sprintf("both nodes list node 1 with load %d", load), func() bool {
+			return loadOf(a.Router, b) == load && loadOf(b.Router, b) == load
+		})
+	}
+	if afterA, afterB := a.Metric(metric), b.Metric(metric); afterA != beforeA || afterB != beforeB {
+		t.Fatalf("membership changes after two load updates: %v and %v, want %v and %v", afterA, afterB, beforeA, beforeB)
+	}
+}
+
+// loadOf is nd's load as r lists it (0 when r does not list nd).
+func loadOf(r *router.Router, nd *Node) uint32 {
+	for _, m := range r.Members() {
+		if m.ID == nd.ID {
+			return m.Load
+		}
+	}
+	return 0
+}
