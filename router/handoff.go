@@ -383,6 +383,28 @@ func (r *Router) sendHandedOver(ctx context.Context, peers []mesh.NodeID) {
 	wg.Wait()
 }
 
+// reassertInterest registers again, at from, the interest of every
+// replica this node takes from it. A node sends handedOver to each node
+// that appears in its view; when this node never saw itself leave from's
+// view (memberlist declared it dead for a moment and it refuted, as
+// happens under load), from dropped this node's interest meanwhile and
+// would push it nothing more. Registering anew is harmless where from
+// still holds the interest, and what was published meanwhile is fetched
+// from the home (see rehome).
+func (r *Router) reassertInterest(from mesh.NodeID) {
+	var reps []*replica
+	r.mu.RLock()
+	for _, rep := range r.replicas {
+		if rep.feedID() == from && rep.established() != nil {
+			reps = append(reps, rep)
+		}
+	}
+	r.mu.RUnlock()
+	for _, rep := range reps {
+		r.spawn(func() { r.rehome(rep, from, rep.token.Load()) })
+	}
+}
+
 // rehome registers rep's interest, with token, at to, its feed after
 // moveInterest pointed it there (a planned move of the room, or another
 // relay): the replica keeps its room object, so its subscriptions
