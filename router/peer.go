@@ -351,6 +351,7 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 		r.expect.close(from)
 		r.reply(from, string(f.Room), appendReply(nil, string(f.Room), 0, f.Req, codeOK, 0, 0, 0, 0))
 		r.reassertInterest(from) // handoff.go
+		r.presenceReassert(from) // presence_remote.go
 	case peerReply, peerFetchReply:
 		c := r.calls.takeFrom(f.Req, from)
 		if c == nil {

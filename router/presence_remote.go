@@ -262,6 +262,24 @@ func (r *Router) presenceViewChanged() {
 	e.fullAgain = r.cfg.Now().Add(fullReportRepeat)
 }
 
+// presenceReassert reports in full, at the next flush, every room with
+// connections here whose home is from: from greeted this node as a node
+// that (re)appeared in its view, so it may have dropped this node's
+// counts meanwhile (see reassertInterest).
+func (r *Router) presenceReassert(from mesh.NodeID) {
+	e := &r.ev
+	if !e.ready.Load() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k := range e.local.conns {
+		if r.homeOf(k.room) == from {
+			e.full[k.room] = struct{}{}
+		}
+	}
+}
+
 // fullReportRepeat is how long after a membership change every room is
 // reported in full a second time (see events.fullAgain): longer than the
 // mesh takes to tell every node of a change.

@@ -58,6 +58,30 @@ func startMeshNode(t *testing.T, id, seed string) *meshNode {
 	return n
 }
 
+// startPair starts a home-to-be n1 and n2, joined, and returns a room
+// homed on n1 in both views.
+func startPair(t *testing.T) (home, edge *meshNode) {
+	t.Helper()
+	home = startMeshNode(t, "n1", "")
+	edge = startMeshNode(t, "n2", home.m.Addr())
+	waitFor(t, "both nodes see each other", func() bool {
+		return len(home.r.Members()) == 2 && len(edge.r.Members()) == 2
+	})
+	return home, edge
+}
+
+// roomHomedOn returns a room whose home is home in both nodes' views.
+func roomHomedOn(t *testing.T, home, edge *meshNode) string {
+	t.Helper()
+	for i := range 1000 {
+		if name := fmt.Sprintf("flap:%d", i); home.r.homeOf(name) == "" && edge.r.homeOf(name) == home.r.self {
+			return name
+		}
+	}
+	t.Fatal("no room homed on n1")
+	return ""
+}
+
 // TestInterestReassertedAfterFalseDeath: the home dropped a node's
 // interest because it thought the node died, while the node itself never
 // noticed (memberlist declared it dead for a moment and it refuted). The
@@ -65,21 +89,8 @@ func startMeshNode(t *testing.T, id, seed string) *meshNode {
 // view, makes the node register its interest again: its subscriber gets
 // what was published meanwhile and the live stream after, in order.
 func TestInterestReassertedAfterFalseDeath(t *testing.T) {
-	home := startMeshNode(t, "n1", "")
-	edge := startMeshNode(t, "n2", home.m.Addr())
-	waitFor(t, "both nodes see each other", func() bool {
-		return len(home.r.Members()) == 2 && len(edge.r.Members()) == 2
-	})
-	room := ""
-	for i := range 1000 {
-		if name := fmt.Sprintf("flap:%d", i); home.r.homeOf(name) == "" && edge.r.homeOf(name) == "n1" {
-			room = name
-			break
-		}
-	}
-	if room == "" {
-		t.Fatal("no room homed on n1")
-	}
+	home, edge := startPair(t)
+	room := roomHomedOn(t, home, edge)
 	ctx := context.Background()
 	publish := func() Ack {
 		t.Helper()
@@ -118,4 +129,47 @@ func TestInterestReassertedAfterFalseDeath(t *testing.T) {
 		t.Fatalf("n2 after the home forgot its interest: %v (pulled %v, want through seq %d)", err, seqs(got), last.Seq)
 	}
 	checkSeqs(t, got, first.Epoch, missed.Seq, last.Seq)
+}
+
+// TestPresenceReassertedAfterFalseDeath: as above, for presence. The home
+// dropped the counts of a node it thought dead; its greeting makes the
+// node report its rooms in full again, so its users are present again.
+func TestPresenceReassertedAfterFalseDeath(t *testing.T) {
+	home, edge := startPair(t)
+	room := roomHomedOn(t, home, edge)
+	ctx := context.Background()
+	pc, err := edge.r.Enter(EnterRequest{Room: room, User: "bob", Sink: new(eventSink)})
+	if err != nil {
+		t.Fatalf("enter on n2: %v", err)
+	}
+	t.Cleanup(func() { pc.Leave(true) })
+	present := func() bool {
+		ms, err := home.r.Presence(ctx, room)
+		if err != nil {
+			t.Fatalf("presence at the home: %v", err)
+		}
+		return len(ms) == 1 && ms[0].User == "bob"
+	}
+	waitFor(t, "bob present at the home", present)
+	// After a membership change a node reports in full twice, the second
+	// time fullReportRepeat later; only after that would nothing but the
+	// greeting bring bob back.
+	waitFor(t, "n2's second full report", func() bool {
+		e := edge.r.events()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.fullAgain.IsZero()
+	})
+
+	// What the home does when it sees n2 die: drop its counts.
+	e := home.r.events()
+	e.mu.Lock()
+	e.home.dropNode("n2")
+	e.mu.Unlock()
+	if present() {
+		t.Fatal("bob still present after the home dropped n2")
+	}
+
+	home.r.sendHandedOver(ctx, []mesh.NodeID{"n2"})
+	waitFor(t, "bob present at the home again", present)
 }
