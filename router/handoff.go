@@ -91,13 +91,28 @@ func (r *Router) Handoff(ctx context.Context) error {
 	r.viewMu.Unlock()
 
 	// 3. Hand the rooms over, then tell everyone we are done.
-	failed := r.handOver(ctx, ch.moved)
-	r.sendHandedOver(ctx, peers)
+	failed := r.handOverThenGreet(ctx, ch.moved, peers)
 	r.logger.Info().Int("rooms", len(ch.moved)).Int("failed", failed).Msg("rooms handed over")
 	if failed > 0 {
 		return fmt.Errorf("handoff: %d of %d rooms not handed over: %w", failed, len(ch.moved), ErrUnavailable)
 	}
 	return ctx.Err()
+}
+
+// handOverThenGreet hands moved over to their new homes, then greets
+// peers with handedOver: "this node owes you no room any more". Calls are
+// serialized, because a greeting must not overtake a handoff that another
+// call is still making to the same node: a node that flaps in this
+// node's view (gone for a moment, then back) is greeted by each change,
+// and if the second greeting arrived before the first change's handoff,
+// the node would start the room from its own log and refuse the handoff,
+// and two messages would share a seq.
+func (r *Router) handOverThenGreet(ctx context.Context, moved []movedRoom, peers []mesh.NodeID) (failed int) {
+	r.greetMu.Lock()
+	defer r.greetMu.Unlock()
+	failed = r.handOver(ctx, moved)
+	r.sendHandedOver(ctx, peers)
+	return failed
 }
 
 // handOver hands each moved room to its new home and returns how many

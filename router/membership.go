@@ -81,10 +81,7 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 	r.dropSenders(gone)
 	r.presenceViewChanged() // presence_remote.go
 	if len(ch.moved) > 0 || len(appeared) > 0 {
-		r.spawn(func() {
-			r.handOver(r.ctx, ch.moved)
-			r.sendHandedOver(r.ctx, appeared)
-		})
+		r.spawn(func() { r.handOverThenGreet(r.ctx, ch.moved, appeared) })
 	}
 	r.logger.Info().Int("members", len(ms)).Int("rooms_moved", len(ch.moved)+ch.dropped).Int("replicas_ended", ch.ended).Int("replicas_rehomed", ch.rehomed).Msg("membership changed")
 }

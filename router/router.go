@@ -35,6 +35,8 @@ type Router struct {
 	self    mesh.NodeID
 	view    atomic.Pointer[view]
 	nextReq atomic.Uint64 // request ids and interest tokens
+	// greetMu serializes handOverThenGreet (see there).
+	greetMu sync.Mutex
 	calls   callTable
 	senders senderTable
 
@@ -121,7 +123,7 @@ func New(cfg Config) (*Router, error) {
 	r.spawn(r.evictLoop)
 	if len(peers) > 0 {
 		// This node holds no room they may now win: say so.
-		r.spawn(func() { r.sendHandedOver(r.ctx, peers) })
+		r.spawn(func() { r.handOverThenGreet(r.ctx, nil, peers) })
 	}
 	r.logger.Info().Int("rooms", len(states)).Msg("router started")
 	return r, nil
