@@ -61,25 +61,32 @@ func TestFrameScan(t *testing.T) {
 		stream, ends := wsStream(masked, rng)
 		for _, chunk := range []int{1, 2, 3, 7, 14, 16, 100, 4096, len(stream)} {
 			t.Run(fmt.Sprintf("masked=%v/chunk=%d", masked, chunk), func(t *testing.T) {
-				var f frameScan
-				var got []int
-				for off := 0; off < len(stream); {
-					p := stream[off:min(off+chunk, len(stream))]
-					n := f.advanceFrame(p)
-					if n < 1 || n > len(p) {
-						t.Fatalf("advanceFrame consumed %d of %d", n, len(p))
-					}
-					off += n
-					if f.boundary() {
-						got = append(got, off)
-					}
-				}
-				if fmt.Sprint(got) != fmt.Sprint(ends) {
+				if got := scanBoundaries(t, stream, chunk); fmt.Sprint(got) != fmt.Sprint(ends) {
 					t.Fatalf("boundaries at %v, want %v", got, ends)
 				}
 			})
 		}
 	}
+}
+
+// scanBoundaries feeds data to a frameScan in pieces of step bytes, as
+// reads deliver it, and returns the offsets where frames ended.
+func scanBoundaries(t *testing.T, data []byte, step int) []int {
+	t.Helper()
+	var f frameScan
+	var at []int
+	for off := 0; off < len(data); {
+		p := data[off:min(off+step, len(data))]
+		n := f.advanceFrame(p)
+		if n < 1 || n > len(p) {
+			t.Fatalf("advanceFrame consumed %d of %d", n, len(p))
+		}
+		off += n
+		if f.boundary() {
+			at = append(at, off)
+		}
+	}
+	return at
 }
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -299,24 +306,8 @@ func FuzzFrameScan(f *testing.F) {
 	f.Add([]byte{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}, uint8(1))
 	f.Add([]byte{0x81, 0x7e}, uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
-		boundaries := func(step int) []int {
-			var fs frameScan
-			var at []int
-			for off := 0; off < len(data); {
-				p := data[off:min(off+step, len(data))]
-				n := fs.advanceFrame(p)
-				if n < 1 || n > len(p) {
-					t.Fatalf("advanceFrame consumed %d of %d", n, len(p))
-				}
-				off += n
-				if fs.boundary() {
-					at = append(at, off)
-				}
-			}
-			return at
-		}
-		whole := boundaries(len(data) + 1)
-		if split := boundaries(int(chunk%32) + 1); fmt.Sprint(split) != fmt.Sprint(whole) {
+		whole := scanBoundaries(t, data, len(data)+1)
+		if split := scanBoundaries(t, data, int(chunk%32)+1); fmt.Sprint(split) != fmt.Sprint(whole) {
 			t.Fatalf("boundaries %v in pieces, %v whole", split, whole)
 		}
 	})
