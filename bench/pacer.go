@@ -14,6 +14,12 @@ import (
 // measured from the due time therefore includes the time a message spent
 // waiting to be sent, which is the delay a user sending at that rate
 // would have seen; this is the harness's coordinated-omission correction.
+//
+// The timer for a tick is armed early by the clock's TimerLead, so that
+// ticks are issued around their due time rather than always after it; fn
+// may thus run a little before due. It is then given the actual time
+// instead of the due time: latency measured from the later due time would
+// be understated.
 type Pacer struct {
 	Rate  float64 // ticks per second; must be > 0
 	Start int64   // Clock time of tick 1
@@ -34,17 +40,22 @@ func (p Pacer) Run(ctx context.Context, clock *Clock, fn func(n uint64, due int6
 	var n uint64
 	for p.Count == 0 || n < p.Count {
 		due := p.Due(n + 1)
-		if wait := due - clock.Now(); wait > 0 {
+		if wait := due - clock.TimerLead() - clock.Now(); wait > 0 {
+			armedFor := clock.Now() + wait
 			timer.Reset(time.Duration(wait))
 			select {
 			case <-ctx.Done():
 				return n
 			case <-timer.C:
+				clock.observeTimer(clock.Now() - armedFor)
 			}
 		} else if ctx.Err() != nil {
 			return n
 		}
 		n++
+		if now := clock.Now(); now < due {
+			due = now // fired early: the intended time is the actual one
+		}
 		if !fn(n, due) {
 			return n
 		}

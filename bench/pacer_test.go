@@ -193,3 +193,62 @@ func within(got, want int64, frac float64) bool {
 	}
 	return d <= frac*float64(want)
 }
+
+// TestPacerArmsEarlyByTimerLead checks that with a known timer lateness
+// the pacer issues a tick that much before its due time, and hands fn the
+// actual time rather than the later due time, so that a latency measured
+// from it is not understated. synctest's timers are never late, so the
+// pacer's own observations then shrink the lead tick by tick.
+func TestPacerArmsEarlyByTimerLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := NewClock()
+		const lead = 300 * time.Microsecond
+		clock.lead.Store(int64(lead))
+		pc := Pacer{Rate: 100, Start: clock.Now() + int64(time.Second), Count: 5}
+		var early []int64
+		pc.Run(t.Context(), clock, func(k uint64, at int64) bool {
+			now := clock.Now()
+			if at != now {
+				t.Errorf("tick %d: fn got %v, want the actual time %v", k, time.Duration(at), time.Duration(now))
+			}
+			early = append(early, pc.Due(k)-now)
+			return true
+		})
+		if len(early) != 5 {
+			t.Fatalf("issued %d ticks, want 5", len(early))
+		}
+		if early[0] != int64(lead) {
+			t.Errorf("tick 1 issued %v before its due time, want the lead %v", time.Duration(early[0]), lead)
+		}
+		for i := 1; i < len(early); i++ {
+			if early[i] <= 0 || early[i] >= early[i-1] {
+				t.Errorf("tick %d issued %v early after %v: want the lead to shrink toward 0 on on-time timers",
+					i+1, time.Duration(early[i]), time.Duration(early[i-1]))
+			}
+		}
+	})
+}
+
+// TestClockLearnsTimerLateness feeds observations to the estimate: it
+// must converge on a steady lateness, ignore early fires and stay capped.
+func TestClockLearnsTimerLateness(t *testing.T) {
+	c := NewClock()
+	for range 200 {
+		c.observeTimer(int64(500 * time.Microsecond))
+	}
+	if got := time.Duration(c.TimerLead()); got < 490*time.Microsecond || got > 500*time.Microsecond {
+		t.Errorf("lead after steady 500µs lateness = %v", got)
+	}
+	for range 200 {
+		c.observeTimer(-int64(time.Millisecond)) // fired early: counts as on time
+	}
+	if got := time.Duration(c.TimerLead()); got > 10*time.Microsecond {
+		t.Errorf("lead after on-time fires = %v, want about 0", got)
+	}
+	for range 200 {
+		c.observeTimer(int64(time.Second)) // a stalled process
+	}
+	if got := c.TimerLead(); got > maxTimerLead {
+		t.Errorf("lead = %v, above the cap %v", time.Duration(got), time.Duration(maxTimerLead))
+	}
+}
