@@ -19,11 +19,14 @@ import (
 // ticks are issued around their due time rather than always after it; fn
 // may thus run a little before due. It is then given the actual time
 // instead of the due time: latency measured from the later due time would
-// be understated.
+// be understated. A tick due at or after Floor is never given a time
+// before it, so firing early cannot move a tick of the measured period
+// into the warmup.
 type Pacer struct {
 	Rate  float64 // ticks per second; must be > 0
 	Start int64   // Clock time of tick 1
 	Count uint64  // ticks in all; 0 means until the context ends
+	Floor int64   // Clock time: the end of the warmup, or 0
 }
 
 // Due returns the due time of tick n (n >= 1).
@@ -54,7 +57,13 @@ func (p Pacer) Run(ctx context.Context, clock *Clock, fn func(n uint64, due int6
 		}
 		n++
 		if now := clock.Now(); now < due {
-			due = now // fired early: the intended time is the actual one
+			// Fired early: the intended time is the actual one, within
+			// the period the due time belongs to.
+			if due < p.Floor || now >= p.Floor {
+				due = now
+			} else {
+				due = p.Floor
+			}
 		}
 		if !fn(n, due) {
 			return n

@@ -229,6 +229,34 @@ func TestPacerArmsEarlyByTimerLead(t *testing.T) {
 	})
 }
 
+// TestPacerEarlyTickKeepsItsPeriod: a tick due exactly at the end of the
+// warmup (Floor) and fired early is given the Floor, not the earlier
+// actual time, so the harness still counts it as measured; ticks due
+// before the Floor get their actual time.
+func TestPacerEarlyTickKeepsItsPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := NewClock()
+		const lead = 300 * time.Microsecond
+		pc := Pacer{Rate: 100, Start: clock.Now() + int64(time.Second), Count: 3}
+		pc.Floor = pc.Due(2)
+		var got []int64
+		pc.Run(t.Context(), clock, func(_ uint64, at int64) bool {
+			got = append(got, at)
+			clock.lead.Store(int64(lead)) // synctest's timers are never late: keep the lead
+			return true
+		})
+		if len(got) != 3 {
+			t.Fatalf("issued %d ticks, want 3", len(got))
+		}
+		if got[1] != pc.Floor {
+			t.Errorf("tick 2 (due at the floor) given %v, want the floor %v", time.Duration(got[1]-pc.Start), time.Duration(pc.Floor-pc.Start))
+		}
+		if want := pc.Due(3) - int64(lead); got[2] != want {
+			t.Errorf("tick 3 given %v, want its actual time %v", time.Duration(got[2]-pc.Start), time.Duration(want-pc.Start))
+		}
+	})
+}
+
 // TestClockLearnsTimerLateness feeds observations to the estimate: it
 // must converge on a steady lateness, ignore early fires and stay capped.
 func TestClockLearnsTimerLateness(t *testing.T) {

@@ -23,11 +23,18 @@ run() { # name scenario flags...
 	"$bin" bench "$@" --quiet --json "$OUT/$name.json" --plot "$OUT/$name.svg" | tee "$OUT/$name.txt"
 }
 
-# geo NAME DIR: the geo scenario against `arena dev` with its data under DIR.
+# Early delivery (hot_idle, off by default): the spawned node's config is
+# bench's own (the publish rate limit lifted) plus hot_idle.
+early="$(mktemp -d)/early.yaml"
+printf 'limits:\n  publish_rate: 1000000\nhot_idle: 10s\n' >"$early"
+
+# geo NAME DIR [DEV FLAGS]: the geo scenario against `arena dev` with its
+# data under DIR.
 geo() {
 	local name=$1 data
 	data="$(mktemp -d -p "$2")"
-	"$bin" dev --port 18480 --data "$data" >"$data/dev.out" 2>"$data/dev.err" &
+	shift 2
+	"$bin" dev --port 18480 --data "$data" "$@" >"$data/dev.out" 2>"$data/dev.err" &
 	dev=$! # global: the EXIT trap may run after this function returns
 	trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
 	for _ in $(seq 100); do grep -q "measure it" "$data/dev.out" 2>/dev/null && break; sleep 0.2; done
@@ -43,7 +50,7 @@ geo() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms rooms-tmpfs conns durable resume presence geo geo-tmpfs)
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms rooms-tmpfs rooms-early conns durable resume presence geo geo-tmpfs geo-early)
 for s in "${want[@]}"; do
 	case $s in
 	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
@@ -52,6 +59,8 @@ for s in "${want[@]}"; do
 	# The same with the node's data on tmpfs, where fsync costs nothing: the
 	# difference is what the disk's fsync costs the rooms tail.
 	rooms-tmpfs) TMPDIR=/dev/shm run rooms-tmpfs rooms --spawn "${pin[@]}" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
+	# The same on disk with early delivery: no fsync on the delivery path.
+	rooms-early) run rooms-early rooms --spawn "${pin[@]}" --server-arg "--config=$early" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
 	conns) run conns conns --spawn "${pin[@]}" --conns 10000 ;;
 	durable) run durable durable --spawn "${pin[@]}" --rooms 1000 --inflight 4 --duration 10s ;;
 	resume) run resume resume --spawn "${pin[@]}" --clients 1000 --rooms 10 --rate 100 --how restart ;;
@@ -59,6 +68,8 @@ for s in "${want[@]}"; do
 	geo) geo geo "${TMPDIR:-/tmp}" ;;
 	# geo with the nodes' data on tmpfs: what the mesh adds without the disk.
 	geo-tmpfs) geo geo-tmpfs /dev/shm ;;
+	# geo on disk with early delivery.
+	geo-early) geo geo-early "${TMPDIR:-/tmp}" --hot-idle 10s ;;
 	*) echo "unknown scenario $s" >&2; exit 2 ;;
 	esac
 done

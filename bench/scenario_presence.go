@@ -160,7 +160,7 @@ func (pr *presenceRun) churn(ctx, paceCtx context.Context, k int, start int64, s
 		// Churner k's schedule is offset by k ticks of the total rate, so
 		// that together the churners' operations are evenly spaced.
 		per := rate / float64(len(pr.churners))
-		pc := Pacer{Rate: per, Start: start + int64(float64(k)*1e9/rate)}
+		pc := Pacer{Rate: per, Start: start + int64(float64(k)*1e9/rate), Floor: pr.measureFrom.Load()}
 		pc.Run(paceCtx, clock, func(_ uint64, due int64) bool {
 			op(due)
 			return true

@@ -94,7 +94,7 @@ func (t *traffic) runSchedules(paceCtx, pubCtx context.Context, rate float64, co
 	var wg sync.WaitGroup
 	spread := 1e9 / rate / float64(len(t.pubs))
 	for i, p := range t.pubs {
-		pc := Pacer{Rate: rate, Start: t.start + int64(float64(i)*spread), Count: count}
+		pc := Pacer{Rate: rate, Start: t.start + int64(float64(i)*spread), Count: count, Floor: t.measureFrom.Load()}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

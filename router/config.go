@@ -50,6 +50,17 @@ type Config struct {
 	// DedupWindow is how long an idempotency key is remembered; 0 means
 	// DefaultDedupWindow. Give the wal the same value.
 	DedupWindow time.Duration
+	// HotIdle is how long after its last publish a room stays hot:
+	// delivering its messages as soon as the wal applied them, before
+	// their fsync (see hot.go). Longer keeps more rooms hot, and so more
+	// rooms restart in a new epoch after an unclean stop; shorter makes
+	// the first messages after a pause wait for a hot mark's fsync more
+	// often. Zero or negative (the default) turns early delivery off:
+	// every message waits for its fsync, and no room ever needs a new
+	// epoch after an unclean stop, so a position (epoch, seq) stays valid
+	// across kill -9 as PROTOCOL.md describes. 10s is a good value where
+	// latency matters more than that.
+	HotIdle time.Duration
 	// DedupMemory bounds the idempotency keys kept in memory per room; older
 	// keys still within the window are looked up in the wal. 0 means
 	// DefaultDedupMemory.

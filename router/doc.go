@@ -8,24 +8,25 @@
 // wal, if it is unknown) and, under the room's lock: checks the idempotency
 // key (in memory, then in the wal's key index when memory cannot tell),
 // assigns the next seq, and hands the record to wal.Append. Appending under
-// the lock makes the wal's queue order the room's seq order. Once the wal
-// has fsynced the group commit holding the record, its durable callback
-// (on the wal's goroutine, in append order):
+// the lock makes the wal's queue order the room's seq order. The message
+// is delivered (on a wal goroutine, in seq order): it joins the room's
+// ring, the room's head advances, every subscription without a pending
+// notification gets Sink.Notify, and interested nodes are pushed it (see
+// below). Once the wal has fsynced the group commit holding the record,
+// its durable callback completes the publisher's PublishAsync (its Ack),
+// and duplicates that waited for it.
 //
-//   - appends the message to the room's ring, advances the room's head,
-//     and gives every subscription without a pending notification
-//     Sink.Notify (and pushes it to interested nodes, see below);
-//   - completes the publisher's PublishAsync (its Ack), and duplicates
-//     that waited for it.
-//
-// Fan-out waits for the fsync, not for the wal's earlier "written" stage:
-// Pebble holds an applied batch in its WAL buffer until just before the
-// fsync, so a message delivered at "written" could be lost to kill -9 and
-// its seq given to another message after the restart. Subscribers
-// therefore never see a message that a crash can take back, and resume
-// positions stay valid across crashes. The cost is the fsync latency
-// (group-committed, about 0.5 ms on the reference machine) on live
-// delivery.
+// By default a message is delivered once durable. With Config.HotIdle
+// set, when depends on the room (hot.go): a hot room
+// delivers as soon as the wal has applied the record, before its fsync,
+// which takes the fsync off the delivery path; a cold room (its first
+// messages after HotIdle without a publish) delivers once the record is
+// durable, while its hot mark, queued before the message, becomes durable
+// with it. The mark is what makes early delivery safe: a message
+// delivered and then lost to kill -9 before its fsync would otherwise see
+// its seq given to another message after the restart; a room still marked
+// hot after an unclean stop restarts in a new epoch instead, so no
+// position ever names two messages.
 //
 // Subscriptions are cursors, not queues: a Subscription remembers the last
 // seq pulled, and Pull copies message pointers from the ring, or reads the

@@ -198,14 +198,7 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 // handoffMessages keeps the contiguous run of msgs ending at head, then
 // its newest messages that fit in handoffMsgBytes.
 func handoffMessages(msgs []*Message, head uint64) []*Message {
-	if len(msgs) == 0 || msgs[len(msgs)-1].Seq != head {
-		return nil
-	}
-	i := len(msgs) - 1
-	for i > 0 && msgs[i-1].Seq == msgs[i].Seq-1 {
-		i--
-	}
-	msgs = msgs[i:]
+	msgs = contiguousTail(msgs, head)
 	size := 0
 	for j := len(msgs) - 1; j >= 0; j-- {
 		if size += msgFrameSize(msgs[j]); size > handoffMsgBytes {

@@ -20,6 +20,9 @@ type metrics struct {
 	repairs       prometheus.Counter
 	peerMsgsSent  prometheus.Counter
 	viewChanges   prometheus.Counter
+	// uncleanRestarts counts rooms restarted in a new epoch because they
+	// were hot at an unclean stop.
+	uncleanRestarts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -68,11 +71,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "arena_router_membership_changes_total",
 			Help: "Membership changes the router applied (a node joined, left, or changed its region or addresses); load updates only refresh the member list and are not counted.",
 		}),
+		uncleanRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_rooms_restarted_unclean_total",
+			Help: "Rooms restarted in a new epoch because they were delivering before the fsync when the node last stopped uncleanly.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges} {
+	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges, m.uncleanRestarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register router metrics: %w", err)
 		}

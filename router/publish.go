@@ -50,21 +50,13 @@ type publication struct {
 	err      error      // why it failed; set before finished (and before done runs)
 }
 
-// durable is the wal's durable callback: fan the message out, then release
-// the publisher and any duplicate waiting on the same key.
-//
-// Fan-out waits for durability (not for the wal's earlier "written"
-// stage) because Pebble keeps an applied batch in its own WAL buffer until
-// the flusher writes it, just before the fsync: a message delivered at
-// "written" could be lost to kill -9, and its seq handed to the next
-// message after the restart, so a subscriber would see one seq twice with
-// different data. Durable callbacks run in append order, so the ring still
-// grows in seq order.
+// durable is the wal's durable callback: fan the message out if the
+// applied callback did not already (the room was not hot, see hot.go),
+// then release the publisher and any duplicate waiting on the same key.
+// Durable callbacks run in append order, so the ring grows in seq order.
 func (p *publication) durable(err error) {
 	rm := p.rm
-	if err == nil {
-		rm.written(p.msg)
-	}
+	p.stored(err)
 	var waiters []DoneFunc
 	if key := p.msg.Key; key != "" {
 		rm.pendMu.Lock()
@@ -303,8 +295,13 @@ func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, e
 		rm.pendMu.Unlock()
 	}
 	rm.inflight.Add(1)
-	// Under the room lock, so the wal's queue order is seq order.
-	if err := r.log.Append(&p.rec, nil, p.durable); err != nil {
+	// Under the room lock, so the wal's queue order is seq order, and the
+	// hot mark (if this message opens a hot period) comes first.
+	err = rm.markHotLocked()
+	if err == nil {
+		err = r.log.Append(&p.rec, p.applied, p.durable)
+	}
+	if err != nil {
 		rm.inflight.Add(-1)
 		rm.seq.undo(o.Seq, req.Key)
 		if req.Key != "" {

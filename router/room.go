@@ -1,12 +1,14 @@
 package router
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/arena-mesh/arena/mesh"
+	"github.com/arena-mesh/arena/wal"
 )
 
 // room is one room homed on this node: its sequencer, ring and subscribers.
@@ -40,6 +42,21 @@ type room struct {
 	pending map[string]*publication
 
 	ring *ring
+
+	// marked: the room's hot mark is queued (wal.MarkHot) and no cold
+	// mark since; guarded by mu. See hot.go.
+	marked bool
+
+	gateMu sync.Mutex // guards fast, hotGen, undelivered; taken by the wal callbacks, never while blocking
+	// fast: the hot mark is durable, so applied messages are delivered
+	// at once instead of after their fsync.
+	fast bool
+	// hotGen counts hot and cold marks, so that a hot mark's late
+	// callback does not open a room marked cold since.
+	hotGen uint64
+	// undelivered are the messages applied to the wal and not delivered
+	// yet, in seq order.
+	undelivered []*Message
 
 	subsMu sync.RWMutex // guards subs, each Subscription.idx, interest
 	subs   []*Subscription
@@ -75,9 +92,10 @@ func newRoom(r *Router, name string, epoch, head uint64, lookupUntil time.Time) 
 	return rm
 }
 
-// written runs on the wal's goroutine once m is applied (readable, survives a
-// process crash): m joins the ring and every subscriber not yet told is
-// notified. It must not block.
+// written delivers m, the next message of the room in seq order: m joins
+// the ring and every subscriber not yet told is notified (and interested
+// nodes are pushed m). It runs under gateMu, on a wal goroutine, once m
+// may be delivered (see hot.go); it must not block.
 func (rm *room) written(m *Message) {
 	rm.ring.append(m)
 	// Subscribers registered after the append already count m in their
@@ -109,6 +127,12 @@ func (rm *room) end(moved bool) (interest map[mesh.NodeID]uint64) {
 		defer rm.mu.Unlock()
 	}
 	rm.moved.Store(moved)
+	if rm.rep == nil {
+		// Whatever it delivered early is before this in the wal.
+		if err := rm.markColdLocked(); err != nil && !errors.Is(err, wal.ErrClosed) {
+			rm.r.logger.Warn().Err(err).Msg("ended room not marked cold")
+		}
+	}
 	rm.subsMu.Lock()
 	rm.evicted.Store(true)
 	rm.ended.Store(true)
@@ -193,7 +217,8 @@ func (rm *room) touch() {
 }
 
 // tryEvict marks the room evicted if it is idle at now: no subscriber, no
-// in-flight publish, no activity for a DedupWindow. It never blocks (a
+// in-flight publish, no activity for a DedupWindow, not hot (coolIdle
+// marks it cold long before). It never blocks (a
 // publisher may hold mu, blocked in wal.Append). On success it returns what
 // a dormant room needs to come back. The caller holds Router.mu.
 func (rm *room) tryEvict(now time.Time) (dormantRoom, bool) {
@@ -204,7 +229,7 @@ func (rm *room) tryEvict(now time.Time) (dormantRoom, bool) {
 	rm.subsMu.Lock()
 	defer rm.subsMu.Unlock()
 	idle := now.Sub(time.Unix(0, rm.lastActive.Load())) >= rm.r.cfg.DedupWindow
-	if len(rm.subs) > 0 || len(rm.interest) > 0 || rm.inflight.Load() > 0 || !idle {
+	if len(rm.subs) > 0 || len(rm.interest) > 0 || rm.inflight.Load() > 0 || !idle || rm.marked {
 		return dormantRoom{}, false
 	}
 	rm.evicted.Store(true)

@@ -68,6 +68,10 @@ type dormantRoom struct {
 	// may be stale (another node may have homed it meanwhile), so it is
 	// never handed over, only dropped when it moves.
 	recovered bool
+	// hot: recovered from a wal that had the room marked hot, so it may
+	// have delivered messages after head that the wal lost; its first use
+	// restarts it in a new epoch (restartHot).
+	hot bool
 }
 
 // New returns a Router that recovers every room's (epoch, head) from cfg.Log.
@@ -118,9 +122,12 @@ func New(cfg Config) (*Router, error) {
 	// since now has passed, a miss must look in the wal.
 	lookupUntil := cfg.Now().Add(cfg.DedupWindow)
 	for _, st := range states {
-		r.dormant[st.Room] = dormantRoom{epoch: st.Epoch, head: st.Head, lookupUntil: lookupUntil, recovered: true}
+		r.dormant[st.Room] = dormantRoom{epoch: st.Epoch, head: st.Head, lookupUntil: lookupUntil, recovered: true, hot: st.Hot}
 	}
 	r.spawn(r.evictLoop)
+	if r.cfg.HotIdle > 0 {
+		r.spawn(r.coolLoop)
+	}
 	if len(peers) > 0 {
 		// This node holds no room they may now win: say so.
 		r.spawn(func() { r.handOverThenGreet(r.ctx, nil, peers) })
@@ -144,6 +151,7 @@ func (r *Router) Close() error {
 		r.calls.failAll(ErrClosed)
 		r.expect.stop()
 		r.wg.Wait()
+		r.coolAll()
 		r.logger.Info().Msg("router closed")
 	})
 	return nil
@@ -212,6 +220,13 @@ func (r *Router) room(name string) (*room, error) {
 	if rm = r.active[name]; rm != nil {
 		r.mu.Unlock()
 		return rm, nil
+	}
+	if d, ok := r.dormant[name]; ok && d.hot {
+		r.mu.Unlock()
+		if rm, err := r.restartHot(name, d); rm != nil || err != nil {
+			return rm, err
+		}
+		return r.room(name) // the dormant entry changed meanwhile
 	}
 	if d, ok := r.dormant[name]; ok {
 		rm = newRoom(r, name, d.epoch, d.head, d.lookupUntil)
@@ -292,8 +307,10 @@ func (r *Router) evictLoop() {
 }
 
 // evictIdle moves the rooms idle at now to the dormant set and returns how
-// many it moved.
+// many it moved. Hot rooms idle that long are marked cold first (a hot
+// room is never evicted).
 func (r *Router) evictIdle(now time.Time) int {
+	r.coolIdle(now)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0

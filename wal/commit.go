@@ -34,6 +34,8 @@ type opKind uint8
 const (
 	opAppend opKind = iota
 	opSetEpoch
+	opMarkHot
+	opMarkCold
 	opSweep
 )
 
@@ -42,8 +44,8 @@ const (
 type op struct {
 	kind    opKind
 	rec     *Record // opAppend
-	room    string  // opSetEpoch
-	epoch   uint64  // opSetEpoch
+	room    string  // opSetEpoch, opMarkHot, opMarkCold
+	epoch   uint64  // opSetEpoch, opMarkHot
 	sweep   *sweepTask
 	written func()
 	durable func(error)
@@ -144,6 +146,19 @@ func (l *Log) add(g *group, o op) {
 		d := b.SetDeferred(1+len(o.room), roomValueLen)
 		putRoomKey(d.Key, o.room)
 		putRoomValue(d.Value, o.epoch)
+		_ = d.Finish()
+	case opMarkHot:
+		g.records++
+		d := b.SetDeferred(hotKeyLen(o.room), hotValueLen)
+		putHotKey(d.Key, o.room)
+		putHotValue(d.Value, o.epoch)
+		_ = d.Finish()
+	case opMarkCold:
+		// A delete of a key that does not exist is fine: no mark stays
+		// no mark.
+		g.records++
+		d := b.DeleteDeferred(hotKeyLen(o.room))
+		putHotKey(d.Key, o.room)
 		_ = d.Finish()
 	}
 }

@@ -47,16 +47,27 @@
 // batch of them with one fsync, Receipt and Receipts read them. They are
 // not part of the append queue and retention never deletes them.
 //
+// Hot marks (hot.go) make delivery before durability safe across a
+// crash. A room that fans messages out on written rather than durable is
+// first marked hot (MarkHot, for its current epoch) and marked cold again
+// (MarkCold) once everything it delivered is durable. A crash may take
+// delivered messages only from a hot room, and then their seqs must not
+// be handed out again: Rooms reports RoomState.Hot for a room still marked
+// in its current epoch, and the router restarts such a room in a new
+// epoch. A mark of an older epoch is stale and ignored. Both ops go
+// through the append queue, so their durable callbacks are ordered with
+// the appends'.
+//
 // # Concurrency contract
 //
-// All methods are safe for concurrent use. Append and SetEpoch return at
-// once (blocking only while the bounded queue is full); their callbacks
-// run on the log's two goroutines, written callbacks in Append order on
-// one and durable callbacks in Append order on the other, and must neither
-// block nor call back into Append, SetEpoch or Close. Reads see every
-// written record and never wait for appends. Close lets queued appends finish
-// (their callbacks run) and is idempotent; calls after it return
-// ErrClosed.
+// All methods are safe for concurrent use. Append, SetEpoch, MarkHot and
+// MarkCold return at once (blocking only while the bounded queue is full);
+// their callbacks run on the log's two goroutines, written callbacks in
+// queue order on one and durable callbacks in queue order on the other,
+// and must neither block nor call back into Append, SetEpoch, MarkHot,
+// MarkCold or Close. Reads see every written record and never wait for
+// appends. Close lets queued appends finish (their callbacks run) and is
+// idempotent; calls after it return ErrClosed.
 //
 // # Example
 //

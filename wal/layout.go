@@ -22,6 +22,12 @@ import (
 //	room      'r' | room
 //	          value: epoch (8), the room's current epoch (latest SetEpoch)
 //
+//	hot       'h' | room
+//	          value: epoch (8), the epoch the room was marked hot in
+//	          (MarkHot). MarkCold deletes the key. A mark whose epoch is not
+//	          the room's current one is stale and means nothing; retention
+//	          never deletes hot keys.
+//
 //	dedup     'k' | room | 0x00 | key
 //	          value: epoch (8) | seq (8) | ts (8), where key was first used
 //
@@ -40,6 +46,7 @@ import (
 const (
 	kindMessage byte = 'm'
 	kindRoom    byte = 'r'
+	kindHot     byte = 'h'
 	kindDedup   byte = 'k'
 	kindExpiry  byte = 'x'
 
@@ -127,6 +134,21 @@ func appendRoomKey(dst []byte, room string) []byte {
 	return append(dst, room...)
 }
 
+// hotKeyLen is the length of the hot key of room.
+func hotKeyLen(room string) int { return 1 + len(room) }
+
+// putHotKey writes the hot key of room into dst (hotKeyLen(room) bytes).
+func putHotKey(dst []byte, room string) {
+	dst[0] = kindHot
+	copy(dst[1:], room)
+}
+
+// appendHotKey appends the hot key of room.
+func appendHotKey(dst []byte, room string) []byte {
+	dst = append(dst, kindHot)
+	return append(dst, room...)
+}
+
 // dedupKeyLen is the length of the dedup key of (room, key).
 func dedupKeyLen(room, key string) int { return 1 + len(room) + 1 + len(key) }
 
@@ -168,8 +190,8 @@ func appendExpiryBound(dst []byte, ts int64) []byte {
 }
 
 // keyParts is a decoded key. Which fields are set depends on Kind:
-// message: Room, Epoch, Seq; room: Room; dedup: Room, Key; expiry: TS,
-// Room, Key. The byte slices alias the decoded key.
+// message: Room, Epoch, Seq; room and hot: Room; dedup: Room, Key; expiry:
+// TS, Room, Key. The byte slices alias the decoded key.
 type keyParts struct {
 	Kind  byte
 	Room  []byte
@@ -198,10 +220,15 @@ func decodeKey(k []byte) (keyParts, error) {
 		p.Room = room
 		p.Epoch = binary.BigEndian.Uint64(rest)
 		p.Seq = binary.BigEndian.Uint64(rest[8:])
-	case kindRoom:
+	case kindRoom, kindHot:
+		// The room is the rest of the key, so it is not ended by 0x00.
 		room := k[1:]
 		if len(room) == 0 || len(room) > MaxRoomLen || bytes.IndexByte(room, roomEnd) >= 0 {
-			return keyParts{}, corruptf("room key: bad room name")
+			name := "room"
+			if p.Kind == kindHot {
+				name = "hot"
+			}
+			return keyParts{}, corruptf("%s key: bad room name", name)
 		}
 		p.Room = room
 	case kindDedup:
@@ -251,6 +278,8 @@ func encodeKey(p keyParts) []byte {
 		return appendMessageKey(nil, string(p.Room), p.Epoch, p.Seq)
 	case kindRoom:
 		return appendRoomKey(nil, string(p.Room))
+	case kindHot:
+		return appendHotKey(nil, string(p.Room))
 	case kindDedup:
 		return appendDedupKey(nil, string(p.Room), string(p.Key))
 	case kindExpiry:

@@ -86,6 +86,8 @@ func (c encodingCase) keyParts(t testing.TB) keyParts {
 		p.Kind, p.Epoch, p.Seq = kindMessage, c.num(t, "epoch"), c.num(t, "seq")
 	case "room":
 		p.Kind = kindRoom
+	case "hot":
+		p.Kind = kindHot
 	case "dedup":
 		p.Kind, p.Key = kindDedup, []byte(c.args["key"])
 	case "expiry":
@@ -125,6 +127,16 @@ func TestEncodings(t *testing.T) {
 					t.Fatalf("decode = %+v, want %+v", got, want)
 				}
 			case "value":
+				if c.args["kind"] == "hot" {
+					want := c.num(t, "epoch")
+					if got := hotValue(want); !bytes.Equal(got, c.bytes) {
+						t.Fatalf("encode = %x, want %x", got, c.bytes)
+					}
+					if got, err := decodeHotValue(c.bytes); err != nil || got != want {
+						t.Fatalf("decode = %d, %v; want %d", got, err, want)
+					}
+					return
+				}
 				r := c.record(t)
 				got := appendMessageValue(nil, r)
 				if !bytes.Equal(got, c.bytes) {
@@ -141,11 +153,23 @@ func TestEncodings(t *testing.T) {
 				_, err := decodeKey(c.bytes)
 				checkCorrupt(t, err, c.err)
 			case "bad-value":
-				_, err := decodeMessageValue(c.bytes)
+				var err error
+				if c.args["kind"] == "hot" {
+					_, err = decodeHotValue(c.bytes)
+				} else {
+					_, err = decodeMessageValue(c.bytes)
+				}
 				checkCorrupt(t, err, c.err)
 			}
 		})
 	}
+}
+
+// hotValue is the encoded hot value of epoch.
+func hotValue(epoch uint64) []byte {
+	v := make([]byte, hotValueLen)
+	putHotValue(v, epoch)
+	return v
 }
 
 func checkCorrupt(t *testing.T, err error, want string) {
@@ -236,24 +260,38 @@ func FuzzDecodeKey(f *testing.F) {
 	})
 }
 
-// FuzzDecodeValue checks that the message value decoder never panics and
-// that whatever it accepts re-encodes to the same bytes.
+// FuzzDecodeValue checks that the value decoders (message, and the
+// fixed-size room and hot values) never panic and that whatever one
+// accepts re-encodes to the same bytes.
 func FuzzDecodeValue(f *testing.F) {
 	for _, c := range loadEncodingCases(f) {
 		if strings.HasSuffix(c.kind, "value") {
 			f.Add(c.bytes)
 		}
 	}
+	f.Add(hotValue(1732000000000000))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rec, err := recordFromValue("r", 1, 1, b)
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+		check := func(what string, err error, encode func() []byte) {
+			t.Helper()
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("%s value: error %v does not wrap ErrCorrupt", what, err)
+				}
+				return
 			}
-			return
+			if got := encode(); !bytes.Equal(got, b) {
+				t.Fatalf("%s value: decode(%x) re-encodes to %x", what, b, got)
+			}
 		}
-		if got := appendMessageValue(nil, &rec); !bytes.Equal(got, b) {
-			t.Fatalf("decode(%x) = %+v re-encodes to %x", b, rec, got)
-		}
+		rec, err := recordFromValue("r", 1, 1, b)
+		check("message", err, func() []byte { return appendMessageValue(nil, &rec) })
+		epoch, err := decodeRoomValue(b)
+		check("room", err, func() []byte {
+			v := make([]byte, roomValueLen)
+			putRoomValue(v, epoch)
+			return v
+		})
+		hot, err := decodeHotValue(b)
+		check("hot", err, func() []byte { return hotValue(hot) })
 	})
 }

@@ -33,6 +33,10 @@ type RoomState struct {
 	Room        string
 	Epoch       uint64 // current epoch (latest SetEpoch)
 	First, Head uint64 // oldest retained and newest seq in that epoch; 0, 0 when empty
+	// Hot: the room was marked hot (MarkHot) in its current epoch and not
+	// marked cold since, so messages of that epoch after Head may have
+	// been delivered before a crash took them.
+	Hot bool
 }
 
 var (
@@ -53,9 +57,10 @@ type Log struct {
 	db      *pebble.DB
 	metrics *metrics
 
-	// mu guards closed, and is held for reading by Append and SetEpoch
-	// while they queue and by readers while they use db, so that Close
-	// neither closes queue under a sender nor db under a reader.
+	// mu guards closed, and is held for reading by the queuing calls
+	// (Append, SetEpoch, MarkHot, MarkCold, retention tasks) while they
+	// queue and by readers while they use db, so that Close neither closes
+	// queue under a sender nor db under a reader.
 	mu     sync.RWMutex
 	closed bool
 
@@ -124,10 +129,10 @@ func Open(cfg Config) (*Log, error) {
 // rec is applied to Pebble (readable) and before its fsync; durable runs
 // once rec is fsynced, or with the error that prevented it (then written
 // may not have run). Both run on the log's own goroutines, in Append order;
-// they must not block nor call Append, SetEpoch or Close, and either may be
-// nil. rec.Key, if set, is recorded in the idempotency index in the same
-// batch. The log does not modify rec; the caller must not either until
-// written or durable has run.
+// they must not block nor call Append, SetEpoch, MarkHot, MarkCold or
+// Close, and either may be nil. rec.Key, if set, is recorded in the
+// idempotency index in the same batch. The log does not modify rec; the
+// caller must not either until written or durable has run.
 //
 // Append returns ErrClosed after Close, or an error wrapping ErrInvalid
 // for a record the key layout cannot hold (empty room or one with 0x00,
@@ -141,7 +146,8 @@ func (l *Log) Append(rec *Record, written func(), durable func(error)) error {
 
 // SetEpoch durably records that room now uses epoch (room creation or
 // restart). It is queued and ordered like Append: durable runs in order
-// with the appends' durable callbacks.
+// with the appends' durable callbacks. Moving a room to a new epoch makes
+// a hot mark of its old epoch stale (see MarkHot).
 func (l *Log) SetEpoch(room string, epoch uint64, durable func(error)) error {
 	if !validRoom(room) {
 		return fmt.Errorf("%w: room name %q", ErrInvalid, room)

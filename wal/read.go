@@ -159,8 +159,9 @@ func (l *Log) dedupCutoff() int64 {
 }
 
 // Rooms returns every room the log knows (every room given to SetEpoch),
-// with its current epoch and the First and Head of that epoch. It costs a
-// scan of the room keys and two seeks per room.
+// with its current epoch, the First and Head of that epoch, and whether it
+// is hot in that epoch (see MarkHot). It costs a scan of the room keys, a
+// scan of the hot keys and two seeks per room.
 func (l *Log) Rooms() ([]RoomState, error) {
 	var out []RoomState
 	err := l.readDB(func(db *pebble.DB) error {
@@ -174,6 +175,10 @@ func (l *Log) Rooms() ([]RoomState, error) {
 		msgs, err := newMessageIter(db)
 		if err != nil {
 			return errors.Join(err, rooms.Close())
+		}
+		hot, err := newHotMarks(db)
+		if err != nil {
+			return errors.Join(err, msgs.Close(), rooms.Close())
 		}
 		buf := make([]byte, 0, 64)
 		for ok := rooms.First(); ok; ok = rooms.Next() {
@@ -193,12 +198,18 @@ func (l *Log) Rooms() ([]RoomState, error) {
 			if err == nil {
 				s, err = spanOf(msgs, buf, string(p.Room), epoch)
 			}
-			if err != nil {
-				return errors.Join(err, msgs.Close(), rooms.Close())
+			var hotEpoch uint64
+			var marked bool
+			if err == nil {
+				hotEpoch, marked, err = hot.epochOf(p.Room)
 			}
-			out = append(out, RoomState{Room: string(p.Room), Epoch: epoch, First: s.first, Head: s.head})
+			if err != nil {
+				return errors.Join(err, hot.close(), msgs.Close(), rooms.Close())
+			}
+			out = append(out, RoomState{Room: string(p.Room), Epoch: epoch, First: s.first, Head: s.head,
+				Hot: marked && hotEpoch == epoch})
 		}
-		return errors.Join(rooms.Error(), msgs.Close(), rooms.Close())
+		return errors.Join(rooms.Error(), hot.close(), msgs.Close(), rooms.Close())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list rooms: %w", err)

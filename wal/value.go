@@ -19,6 +19,7 @@ func corruptf(format string, args ...any) error {
 // Value lengths of the fixed-size values (see layout.go).
 const (
 	roomValueLen  = 8
+	hotValueLen   = 8
 	dedupValueLen = 24
 )
 
@@ -155,6 +156,20 @@ func putRoomValue(dst []byte, epoch uint64) {
 func decodeRoomValue(v []byte) (uint64, error) {
 	if len(v) != roomValueLen {
 		return 0, corruptf("room value of %d bytes, want %d", len(v), roomValueLen)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// putHotValue writes a hot value (the epoch marked hot) into dst
+// (hotValueLen bytes).
+func putHotValue(dst []byte, epoch uint64) {
+	binary.BigEndian.PutUint64(dst, epoch)
+}
+
+// decodeHotValue decodes a hot value: the epoch the room was marked hot in.
+func decodeHotValue(v []byte) (uint64, error) {
+	if len(v) != hotValueLen {
+		return 0, corruptf("hot value of %d bytes, want %d", len(v), hotValueLen)
 	}
 	return binary.BigEndian.Uint64(v), nil
 }

@@ -61,6 +61,12 @@ type Config struct {
 	// connection dropped without closing, so a quick reconnect makes no
 	// leave/join flicker. Zero: 15s; negative: no grace.
 	PresenceGrace time.Duration `yaml:"presence_grace"`
+	// HotIdle turns on early delivery: for this long after its last
+	// publish a room delivers messages before their fsync (acks still
+	// wait for it). Rooms that were this active when the node stopped
+	// uncleanly restart in a new epoch. Zero (the default): every
+	// delivery waits for the fsync.
+	HotIdle time.Duration `yaml:"hot_idle"`
 
 	// ClusterKey encrypts and authenticates mesh traffic: base64 of a 16,
 	// 24 or 32-byte key, the same on every node. Empty: mesh traffic is

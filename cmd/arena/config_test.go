@@ -243,6 +243,7 @@ func TestValidateErrors(t *testing.T) {
 		{"dedup window", func(c *Config) { c.WAL.DedupWindow = -time.Second }, "wal.dedup_window"},
 		{"ring size", func(c *Config) { c.RingSize = -1 }, "ring_size"},
 		{"drain timeout", func(c *Config) { c.DrainTimeout = -1 }, "drain_timeout"},
+		{"hot idle", func(c *Config) { c.HotIdle = -time.Second }, "hot_idle"},
 		{"pem and pem_file", func(c *Config) {
 			c.Auth.PublicKeys = []PublicKeyConfig{{Alg: "EdDSA", PEM: "x", PEMFile: "y"}}
 		}, "auth.public_keys[0]: set exactly one of pem and pem_file"},

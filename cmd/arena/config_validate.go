@@ -321,6 +321,7 @@ func (c *Config) checkLimits() []error {
 	negDur("wal.retention_age", c.WAL.RetentionAge)
 	negDur("wal.dedup_window", c.WAL.DedupWindow)
 	negDur("drain_timeout", c.DrainTimeout)
+	negDur("hot_idle", c.HotIdle)
 	if c.Limits.PublishBurst == 0 && c.Limits.PublishRate >= math.MaxInt32/2 {
 		errs = append(errs, fmt.Errorf("limits.publish_rate %v: too large", c.Limits.PublishRate))
 	}

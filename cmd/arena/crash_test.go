@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -134,9 +135,32 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // the node with SIGKILL after some acks arrived, restarts it on the same
 // data directory and checks that every acked message is in history with
 // the seq its ack named.
+//
+// By default the room delivers only durable messages, so it keeps its
+// epoch: every ack's (epoch, seq) is the message's position after the
+// restart. With early delivery (hot_idle) the room was delivering before
+// the fsync when it was killed, so it continues in a new epoch (its log
+// may have lost delivered messages), counted by
+// arena_router_rooms_restarted_unclean_total, with every acked message at
+// its seq.
 func TestCrashLosesNoAckedMessage(t *testing.T) {
+	t.Run("durable delivery", func(t *testing.T) { testCrashLosesNoAckedMessage(t, false) })
+	t.Run("early delivery", func(t *testing.T) { testCrashLosesNoAckedMessage(t, true) })
+}
+
+func testCrashLosesNoAckedMessage(t *testing.T, early bool) {
 	data := t.TempDir()
-	args := []string{"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash"}
+	// The publisher never waits, so the per-user rate limit is lifted: it
+	// would close the connection before enough acks arrived.
+	conf := "limits: {publish_rate: 1000000}\n"
+	if early {
+		conf += "hot_idle: 10s\n"
+	}
+	confPath := filepath.Join(t.TempDir(), "crash.yaml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash", "--config", confPath}
 	node := startServe(t, args...)
 	token := mustToken(t, "crash-test-secret", "writer")
 
@@ -239,10 +263,42 @@ func TestCrashLosesNoAckedMessage(t *testing.T) {
 			}
 			continue
 		}
-		if m.Seq != a.seq || m.Epoch != a.epoch {
-			t.Fatalf("acked message %s: ack said (%d,%d), history has (%d,%d)", key, a.epoch, a.seq, m.Epoch, m.Seq)
+		if m.Seq != a.seq || (m.Epoch == a.epoch) == early {
+			t.Fatalf("acked message %s: ack said (%d,%d), history has (%d,%d); early delivery %v", key, a.epoch, a.seq, m.Epoch, m.Seq, early)
 		}
 	}
+	want := 0.0
+	if early {
+		want = 1
+	}
+	if got := metricValue(t, node.addr, "arena_router_rooms_restarted_unclean_total"); got != want {
+		t.Fatalf("rooms restarted after the unclean stop = %v, want %v", got, want)
+	}
+}
+
+// metricValue reads an unlabelled metric from a node's /metrics.
+func metricValue(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", name, v)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not in /metrics", name)
+	return 0
 }
 
 // historyAll reads a room's whole history over the HTTP API, in pages.

@@ -41,6 +41,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	basePort := fs.Int("port", 8080, "client port of the first region; the others use the next ports")
 	data := fs.String("data", "./data/dev", "data directory; each node uses a subdirectory")
 	logLevel := fs.String("log-level", "warn", "zerolog level")
+	hotIdle := fs.Duration("hot-idle", 0, "early delivery: how long after its last publish a room delivers before the fsync (0: off; see hot_idle)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,6 +75,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			// their WebSocket is cross-origin.
 			Auth:          AuthConfig{AllowedOrigins: []string{*host + ":*", "localhost:*"}},
 			LogLevel:      *logLevel,
+			HotIdle:       *hotIdle,
 			DefaultRegion: "eu",
 			Placement: []PlacementRule{
 				{Prefix: "eu:", Region: "eu"},

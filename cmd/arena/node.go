@@ -150,6 +150,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		RingSize:      cfg.RingSize,
 		DedupWindow:   cfg.WAL.DedupWindow,
 		PresenceGrace: cfg.PresenceGrace,
+		HotIdle:       cfg.HotIdle,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start router: %w", err)
