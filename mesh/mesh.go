@@ -153,7 +153,11 @@ func (m *Mesh) start() error {
 
 	m.pconn = m.udp
 	if cfg.WAN != nil {
-		m.pconn = newWANConn(m.udp, cfg.WAN, cfg.Region, m.regionOf, m.metrics.wanDropped.Inc)
+		timer, err := newPreciseTimer()
+		if err != nil {
+			return fmt.Errorf("wan emulator: %w", err)
+		}
+		m.pconn = newWANConn(m.udp, cfg.WAN, cfg.Region, m.regionOf, m.metrics.wanDropped.Inc, timer)
 	}
 	m.qt = &quic.Transport{Conn: m.pconn, StatelessResetKey: (*quic.StatelessResetKey)(resetKey)}
 	idle, keepAlive := quicTimeouts(cfg.Timing)

@@ -88,8 +88,9 @@ type wanConn struct {
 	dests map[netip.AddrPort]*destState // guarded by mu
 	seq   uint64                        // guarded by mu: tie-break for equal due times
 
-	wake      chan struct{} // cap 1: the queue's head changed
-	done      chan struct{} // closed by Close
+	timer     wakeTimer     // armed for the queue head's due time, under mu
+	lead      time.Duration // guarded by mu: how late the timer wakes run, on average
+	armedFor  time.Time     // guarded by mu: when the armed timer should wake run
 	stopped   chan struct{} // closed when the scheduler returns
 	closeOnce sync.Once
 }
@@ -109,7 +110,9 @@ type delayed struct {
 	dest netip.AddrPort
 }
 
-func newWANConn(pc net.PacketConn, wan *WAN, local string, regionOf func(netip.AddrPort) (string, bool), dropped func()) *wanConn {
+// newWANConn wraps pc; the scheduler sleeps on timer, which the wanConn
+// closes.
+func newWANConn(pc net.PacketConn, wan *WAN, local string, regionOf func(netip.AddrPort) (string, bool), dropped func(), timer wakeTimer) *wanConn {
 	c := &wanConn{
 		PacketConn: pc,
 		wan:        wan,
@@ -117,8 +120,7 @@ func newWANConn(pc net.PacketConn, wan *WAN, local string, regionOf func(netip.A
 		regionOf:   regionOf,
 		dropped:    dropped,
 		dests:      make(map[netip.AddrPort]*destState),
-		wake:       make(chan struct{}, 1),
-		done:       make(chan struct{}),
+		timer:      timer,
 		stopped:    make(chan struct{}),
 	}
 	go c.run()
@@ -174,14 +176,10 @@ func (c *wanConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	c.seq++
 	p := &delayed{due: due, seq: c.seq, buf: append([]byte(nil), b...), addr: addr, dest: dest}
 	heap.Push(&c.queue, p)
-	head := c.queue[0] == p
-	c.mu.Unlock()
-	if head {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+	if c.queue[0] == p {
+		c.armLocked(due, time.Now())
 	}
+	c.mu.Unlock()
 	return len(b), nil
 }
 
@@ -199,67 +197,62 @@ func (c *wanConn) destLocked(dest netip.AddrPort) *destState {
 	return d
 }
 
-// maxTimerLead bounds how early the scheduler arms its timer.
-const maxTimerLead = 2 * time.Millisecond
+// maxWakeLead bounds how early the timer is armed.
+const maxWakeLead = 500 * time.Microsecond
 
-// run writes queued packets when they are due.
-//
-// A Go timer fires late: on this kind of VM by 0.3 to 0.5 ms, and more
-// when the process is busy. Left alone, every emulated hop would be that
-// much longer than its link's delay, and the mesh would be charged for
-// the emulator's error. So run measures how late its timer fires (an
-// exponentially weighted mean, lead) and arms it that much early, and it
-// writes a packet once it is due within lead. Packets then leave close to
-// their due time on average, some a little early, some a little late;
-// BenchmarkWANDelayAccuracy measures how close.
+// armLocked arms the timer for a packet due at due: early by the timer's
+// average lateness (lead), so that packets leave around their due time
+// rather than always after it.
+func (c *wanConn) armLocked(due, now time.Time) {
+	c.armedFor = due.Add(-c.lead)
+	c.timer.arm(c.armedFor.Sub(now))
+}
+
+// run writes queued packets when they are due: it sleeps on the wake
+// timer, armed for the head of the queue (by WriteTo when a packet
+// becomes the head, by run itself after writing), and writes every packet
+// that is due within lead when it wakes. Even the precise timer wakes run
+// some tens of microseconds late (the poller and the scheduler), so run
+// learns that lateness (an exponentially weighted mean) and arms that much
+// early. BenchmarkWANDelayAccuracy measures how close to their due time
+// packets leave.
 func (c *wanConn) run() {
 	defer close(c.stopped)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var (
-		due      []*delayed
-		lead     time.Duration // how late the timer fires, on average
-		armedFor time.Time     // when the armed timer should fire
-	)
+	var due []*delayed
 	for {
 		c.mu.Lock()
 		now := time.Now()
-		for c.queue.Len() > 0 && c.queue[0].due.Sub(now) <= lead {
+		for c.queue.Len() > 0 && c.queue[0].due.Sub(now) <= c.lead {
 			due = append(due, heap.Pop(&c.queue).(*delayed))
 		}
-		next := time.Duration(-1)
-		if c.queue.Len() > 0 {
-			next = c.queue[0].due.Sub(now) - lead
-		}
-		c.mu.Unlock()
-
-		if len(due) > 0 {
-			for _, p := range due {
-				// Errors are a lost datagram, as on a real network.
-				_, _ = c.PacketConn.WriteTo(p.buf, p.addr)
-			}
-			c.mu.Lock()
-			for _, p := range due {
-				c.dests[p.dest].pending--
+		if len(due) == 0 {
+			if c.queue.Len() > 0 {
+				c.armLocked(c.queue[0].due, now)
 			}
 			c.mu.Unlock()
-			clear(due)
-			due = due[:0]
-			continue // more may be due by now
+			if !c.timer.wait() {
+				return
+			}
+			c.mu.Lock()
+			if !c.armedFor.IsZero() {
+				late := min(max(time.Since(c.armedFor), 0), maxWakeLead)
+				c.lead += (late - c.lead) / 8
+			}
+			c.mu.Unlock()
+			continue
 		}
-		if next >= 0 {
-			armedFor = now.Add(next)
-			timer.Reset(next)
+		c.mu.Unlock()
+		for _, p := range due {
+			// Errors are a lost datagram, as on a real network.
+			_, _ = c.PacketConn.WriteTo(p.buf, p.addr)
 		}
-		select {
-		case <-timer.C:
-			late := min(max(time.Since(armedFor), 0), maxTimerLead)
-			lead += (late - lead) / 8
-		case <-c.wake:
-		case <-c.done:
-			return
+		c.mu.Lock()
+		for _, p := range due {
+			c.dests[p.dest].pending--
 		}
+		c.mu.Unlock()
+		clear(due)
+		due = due[:0]
 	}
 }
 
@@ -283,7 +276,7 @@ func (c *wanConn) SetWriteBuffer(n int) error {
 // Close stops the scheduler, discarding queued packets, and closes the
 // socket.
 func (c *wanConn) Close() error {
-	c.closeOnce.Do(func() { close(c.done) })
+	c.closeOnce.Do(c.timer.close)
 	<-c.stopped
 	return c.PacketConn.Close()
 }

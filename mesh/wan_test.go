@@ -66,7 +66,8 @@ func newTestWAN(t *testing.T, wan *WAN) (*wanConn, *sinkConn, *int) {
 	t.Helper()
 	sink := newSinkConn()
 	drops := new(int)
-	c := newWANConn(sink, wan, "a", testRegions, func() { *drops++ })
+	// A Go timer: the tests run in synctest bubbles, with a fake clock.
+	c := newWANConn(sink, wan, "a", testRegions, func() { *drops++ }, newGoTimer())
 	t.Cleanup(func() { _ = c.Close() })
 	return c, sink, drops
 }
@@ -213,7 +214,11 @@ func BenchmarkWANDelayAccuracy(b *testing.B) {
 	wan := NewWAN(1)
 	wan.Set("a", "b", Link{Delay: delay})
 	sink := newSinkConn()
-	c := newWANConn(sink, wan, "a", testRegions, func() {})
+	timer, err := newPreciseTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newWANConn(sink, wan, "a", testRegions, func() {}, timer)
 	defer c.Close()
 	sentAt := make(map[string]time.Time, b.N)
 	offsets := make([]time.Duration, 0, b.N)
