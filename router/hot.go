@@ -127,8 +127,7 @@ func (p *publication) stored(err error) {
 	// Not durable: nothing at or before it is delivered any more. Those
 	// before it failed too (the wal fails every later write once one
 	// failed), and their durable callbacks already ran.
-	clear(rm.undelivered[:n])
-	rm.undelivered = rm.undelivered[n:]
+	rm.dropUndeliveredLocked(n)
 }
 
 // deliverLocked delivers the first n undelivered messages, in order. The
@@ -140,10 +139,18 @@ func (rm *room) deliverLocked(n int) {
 	for _, m := range rm.undelivered[:n] {
 		rm.written(m)
 	}
-	clear(rm.undelivered[:n])
-	rm.undelivered = rm.undelivered[n:]
-	if len(rm.undelivered) == 0 {
-		rm.undelivered = rm.undelivered[:0:0] // release the array of a burst
+	rm.dropUndeliveredLocked(n)
+}
+
+// dropUndeliveredLocked removes the first n undelivered messages, keeping
+// the array for the next ones unless a burst made it large. The caller
+// holds gateMu.
+func (rm *room) dropUndeliveredLocked(n int) {
+	rest := copy(rm.undelivered, rm.undelivered[n:])
+	clear(rm.undelivered[rest:])
+	rm.undelivered = rm.undelivered[:rest]
+	if rest == 0 && cap(rm.undelivered) > 64 {
+		rm.undelivered = nil
 	}
 }
 
