@@ -107,7 +107,10 @@
 //     messages stay in the old home's wal and are not served any more.
 //     Keys beyond the old home's memory (DedupMemory) or the frame budget
 //     are not handed over. Rooms recovered from the wal at start and not
-//     used since are not handed over (they may be stale). After several
+//     used since are not handed over (they may be stale). A room handed
+//     away stays marked in the old home's wal until it is handed back;
+//     if the old home serves it from the wal without a handback, it
+//     starts a new epoch (hot.go). After several
 //     membership changes in a row, only the runner-up is waited for.
 //     Per-publisher order of pipelined publishes that were re-sent during
 //     a move is not kept (each is acked with its real position).

@@ -118,8 +118,13 @@ func (r *Router) handOverThenGreet(ctx context.Context, moved []movedRoom, peers
 // handOver hands each moved room to its new home and returns how many
 // could not be.
 func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
+	markErr := r.markDormantHandedAway(ctx, moved)
 	for _, mv := range moved {
-		if err := r.handOverRoom(ctx, mv); err != nil {
+		err := markErr
+		if mv.rm != nil || err == nil {
+			err = r.handOverRoom(ctx, mv)
+		}
+		if err != nil {
 			failed++
 			if r.ctx.Err() == nil {
 				r.logger.Warn().Err(err).Str("room", mv.name).Str("peer", string(mv.to)).Msg("room not handed over")
@@ -129,7 +134,9 @@ func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
 	return failed
 }
 
-// handOverRoom hands one room to its new home and ends it here.
+// handOverRoom hands one room to its new home and ends it here. A
+// dormant room (mv.rm nil) must be marked handed away already
+// (markDormantHandedAway); an active one is marked here.
 func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 	epoch, head, until := mv.d.epoch, mv.d.head, mv.d.lookupUntil
 	var keys []keyUse
@@ -140,24 +147,16 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 			close(rm.moving)
 			rm.mu.Unlock()
 		}()
-		// A barrier: its durable callback runs after those of every
-		// publish sequenced before the freeze.
+		// The handed-away mark is also a barrier: its durable callback
+		// runs after those of every publish sequenced before the freeze.
 		barrier := make(chan error, 1)
 		rm.mu.Lock()
 		epoch, until = rm.epoch, rm.seq.lookupUntil
 		keys = rm.seq.liveKeys(r.cfg.Now())
-		err := r.log.SetEpoch(mv.name, rm.epoch, func(err error) { barrier <- err })
+		err := rm.markHandedAwayLocked(func(err error) { barrier <- err })
 		rm.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("hand over room %q: barrier: %w", mv.name, err)
-		}
-		select {
-		case err := <-barrier:
-			if err != nil {
-				return fmt.Errorf("hand over room %q: barrier: %w", mv.name, err)
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := waitMark(ctx, barrier, err); err != nil {
+			return fmt.Errorf("hand over room %q: mark: %w", mv.name, err)
 		}
 		head = rm.ring.Head()
 	}
@@ -192,6 +191,63 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 		if werr := r.waitUntil(ctx, nil, time.Now().Add(retryInterval)); werr != nil && ctx.Err() != nil {
 			return fmt.Errorf("hand over room %q: %w", mv.name, ctx.Err())
 		}
+	}
+}
+
+// markDormantHandedAway marks every dormant room of moved as handed away
+// in the wal (see markHandedAwayLocked) and waits until the marks are
+// durable: one group commit for all of them, where a mark per room before
+// its handoff would cost an fsync each.
+func (r *Router) markDormantHandedAway(ctx context.Context, moved []movedRoom) error {
+	var dormant []movedRoom
+	for _, mv := range moved {
+		if mv.rm == nil {
+			dormant = append(dormant, mv)
+		}
+	}
+	if len(dormant) == 0 {
+		return nil
+	}
+	durable := make(chan error, 1)
+	report := func(err error) {
+		select { // the first report wins; the rest are dropped
+		case durable <- err:
+		default:
+		}
+	}
+	failed := func(err error) {
+		if err != nil {
+			report(err)
+		}
+	}
+	for i, mv := range dormant {
+		// The wal completes the marks in queue order and fails every one
+		// after a failed one, so the last one's success covers them all.
+		cb := failed
+		if i == len(dormant)-1 {
+			cb = report
+		}
+		if err := r.log.MarkHot(mv.name, mv.d.epoch, cb); err != nil {
+			return fmt.Errorf("mark dormant rooms handed away: %w", err)
+		}
+	}
+	if err := waitMark(ctx, durable, nil); err != nil {
+		return fmt.Errorf("mark dormant rooms handed away: %w", err)
+	}
+	return nil
+}
+
+// waitMark waits for a wal mark's durable callback on ch, unless queueing
+// it failed (err).
+func waitMark(ctx context.Context, ch <-chan error, err error) error {
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -278,25 +334,24 @@ func (r *Router) adopt(name string, epoch, head uint64, until int64, msgs []*Mes
 		default:
 		}
 	}
-	err := r.log.SetEpoch(name, epoch, func(err error) {
-		if err != nil || len(msgs) == 0 {
+	failed := func(err error) {
+		if err != nil {
 			last(err)
 		}
-	})
-	for i, m := range msgs {
+	}
+	err := r.log.SetEpoch(name, epoch, failed)
+	for _, m := range msgs {
 		if err != nil {
 			break
 		}
 		rec := &wal.Record{Room: name, Epoch: epoch, Seq: m.Seq, TS: m.TS, From: m.From, Key: m.Key, Data: m.Data}
-		cb := func(err error) {
-			if err != nil {
-				last(err)
-			}
-		}
-		if i == len(msgs)-1 {
-			cb = last
-		}
-		err = r.log.Append(rec, nil, cb)
+		err = r.log.Append(rec, nil, failed)
+	}
+	if err == nil {
+		// Last: this node may have handed the room away earlier, and its
+		// mark from then must go, but only once the state handed back is
+		// durable here too (see markHandedAwayLocked).
+		err = r.log.MarkCold(name, last)
 	}
 	rm.mu.Unlock()
 	if err == nil {

@@ -94,6 +94,26 @@ func (rm *room) markColdLocked() error {
 	return nil
 }
 
+// markHandedAwayLocked queues the room's hot mark as it is handed over to
+// another node, and closes its early delivery; durable runs once the mark
+// and every message before it are durable. The mark stays after the room
+// ends here (end finds it unmarked and leaves the wal alone): the room
+// continues on the new home in the same epoch, so this node's copy in the
+// wal becomes stale. If the node later serves the room from that copy
+// (it becomes home again and the room is not handed back, e.g. its
+// interim home is gone), restartHot starts it in a new epoch instead of
+// giving seqs after the copy's head, which name other messages on the
+// interim home, to new ones. A handback clears the mark (adopt). The
+// caller holds rm.mu.
+func (rm *room) markHandedAwayLocked(durable func(error)) error {
+	rm.gateMu.Lock()
+	rm.hotGen++
+	rm.fast = false
+	rm.gateMu.Unlock()
+	rm.marked = false
+	return rm.r.log.MarkHot(rm.name, rm.epoch, durable)
+}
+
 // applied is the wal's written callback of a message of this room (on the
 // wal's committer goroutine, in seq order): it is delivered now if the
 // room is hot, else once durable.
@@ -226,9 +246,11 @@ func (r *Router) coolAll() {
 	}
 }
 
-// restartHot brings back a room that was hot when the node stopped
-// uncleanly (d.hot): it may have delivered messages after d.head that the
-// wal lost, so it continues in a new epoch, into which every retained
+// restartHot brings back a room still marked hot in the wal (d.hot): it
+// was delivering early when the node stopped uncleanly, so it may have
+// delivered messages after d.head that the wal lost, or it was handed to
+// another node that went on with its sequence (markHandedAwayLocked). So
+// it continues in a new epoch, into which every retained
 // message of the old one is copied at its seq; then it is marked cold. It
 // returns the room, or nil if the dormant entry changed meanwhile (the
 // caller looks again).
@@ -300,7 +322,7 @@ func (r *Router) restartHot(name string, d dormantRoom) (*room, error) {
 	}
 	r.metrics.uncleanRestarts.Inc()
 	r.logger.Info().Str("room", name).Uint64("old_epoch", d.epoch).Uint64("epoch", epoch).
-		Uint64("seq", d.head).Int("copied", copied).Msg("room was delivering before fsync at an unclean stop: new epoch")
+		Uint64("seq", d.head).Int("copied", copied).Msg("room's sequence may have gone on beyond the wal (early delivery at an unclean stop, or handed away): new epoch")
 	return rm, nil
 }
 

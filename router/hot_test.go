@@ -262,3 +262,35 @@ func TestUncleanStopRestartsHotRoom(t *testing.T) {
 		t.Fatalf("resume of the quiet room: %+v, want its epoch %d at seq 2 without reset", q, quiet.Epoch)
 	}
 }
+
+// TestDormantRoomHandedAwayIsMarked: a dormant room that moves is marked
+// handed away in the wal before its handoff, so that after a restart the
+// node does not continue it from its own copy in the same epoch.
+func TestDormantRoomHandedAwayIsMarked(t *testing.T) {
+	e := newEnv(t, nil)
+	ack := e.publish("away", "")
+	stays := e.publish("stays", "")
+	e.clock.Advance(DefaultDedupWindow)
+	if n := e.r.evictIdle(e.clock.Now()); n != 2 {
+		t.Fatalf("evicted %d rooms, want 2", n)
+	}
+	e.r.mu.RLock()
+	d := e.r.dormant["away"]
+	e.r.mu.RUnlock()
+	if err := e.r.markDormantHandedAway(t.Context(), []movedRoom{{name: "away", to: "elsewhere", d: d}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := roomState(t, e.log, "away"); !st.Hot || st.Epoch != ack.Epoch {
+		t.Fatalf("moved dormant room in the wal: %+v, want marked in epoch %d", st, ack.Epoch)
+	}
+	if roomState(t, e.log, "stays").Hot {
+		t.Fatal("a room that did not move is marked")
+	}
+	e.restart()
+	if next := e.publish("away", ""); next.Epoch == ack.Epoch || next.Seq != 2 {
+		t.Fatalf("after a restart: %+v, want seq 2 in a new epoch", next)
+	}
+	if next := e.publish("stays", ""); next.Epoch != stays.Epoch || next.Seq != 2 {
+		t.Fatalf("the room that stayed: %+v, want seq 2 in epoch %d", next, stays.Epoch)
+	}
+}

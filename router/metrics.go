@@ -20,8 +20,8 @@ type metrics struct {
 	repairs       prometheus.Counter
 	peerMsgsSent  prometheus.Counter
 	viewChanges   prometheus.Counter
-	// uncleanRestarts counts rooms restarted in a new epoch because they
-	// were hot at an unclean stop.
+	// uncleanRestarts counts rooms restarted in a new epoch because their
+	// sequence may have gone on beyond the wal (see restartHot).
 	uncleanRestarts prometheus.Counter
 }
 
@@ -73,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		uncleanRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "arena_router_rooms_restarted_unclean_total",
-			Help: "Rooms restarted in a new epoch because they were delivering before the fsync when the node last stopped uncleanly.",
+			Help: "Rooms restarted in a new epoch from the wal because their sequence may have gone on beyond it: delivering before the fsync at an unclean stop, or handed to another node and not handed back.",
 		}),
 	}
 	if reg == nil {

@@ -258,3 +258,89 @@ func TestClusterJoinHandoff(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterHandedAwayRoomRestartsInNewEpoch: a node that leaves hands
+// its room over, and the room goes on in the same epoch on the other
+// node. When the node comes back and nobody hands the room back (the
+// other node is gone), it must not continue the room from its own copy in
+// that epoch, whose seqs after the copy's head already name other
+// messages: it starts a new epoch holding the messages it has, at their
+// seqs.
+func TestClusterHandedAwayRoomRestartsInNewEpoch(t *testing.T) {
+	c := Start(t, 2)
+	room := c.RoomHomedOn("chat:away", 0)
+	var first router.Ack
+	for i := range 3 {
+		ack := publish(t, c.Nodes[1].Router, room, "pub", "", fmt.Sprintf(`"on a %d"`, i+1))
+		if i == 0 {
+			first = ack
+		}
+	}
+	if err := c.Leave(0); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	onB := publish(t, c.Nodes[1].Router, room, "pub", "", `"on b"`)
+	if onB.Epoch != first.Epoch || onB.Seq != 4 {
+		t.Fatalf("publish on the interim home: %+v, want seq 4 in epoch %d", onB, first.Epoch)
+	}
+	c.Kill(1)
+	c.Rejoin(0)
+
+	r := c.Nodes[0].Router
+	back := publish(t, r, room, "pub", "", `"back on a"`)
+	if back.Epoch == first.Epoch {
+		t.Fatalf("the returning node continued epoch %d at seq %d: that position is %q on the interim home", back.Epoch, back.Seq, "on b")
+	}
+	if back.Seq != 4 {
+		t.Fatalf("first publish after the return: seq %d, want 4 (after the 3 messages kept)", back.Seq)
+	}
+	epoch, msgs, err := r.History(t.Context(), room, router.HistoryQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`"on a 1"`, `"on a 2"`, `"on a 3"`, `"back on a"`}
+	if epoch != back.Epoch || len(msgs) != len(want) {
+		t.Fatalf("history: epoch %d, %d messages; want epoch %d, %d", epoch, len(msgs), back.Epoch, len(want))
+	}
+	for i, m := range msgs {
+		if m.Seq != uint64(i+1) || string(m.Data) != want[i] {
+			t.Fatalf("history[%d] = seq %d %s, want seq %d %s", i, m.Seq, m.Data, i+1, want[i])
+		}
+	}
+	if got := c.Nodes[0].Metric("arena_router_rooms_restarted_unclean_total"); got != 1 {
+		t.Fatalf("rooms restarted = %v, want 1", got)
+	}
+}
+
+// TestClusterHandbackClearsHandedAwayMark: a room handed away and then
+// handed back is this node's again, so after a restart (with nobody left
+// to hand it over) the node continues it in the same epoch.
+func TestClusterHandbackClearsHandedAwayMark(t *testing.T) {
+	c := Start(t, 2)
+	room := c.RoomHomedOn("chat:back", 0)
+	first := publish(t, c.Nodes[1].Router, room, "pub", "", `1`)
+	if err := c.Leave(0); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	publish(t, c.Nodes[1].Router, room, "pub", "", `2`) // seq 2 on the interim home
+	c.Rejoin(0)
+	// Once the room is handed back, publishes reach node 0 again (they are
+	// retried while it moves).
+	WaitFor(t, 30*time.Second, "the room back on node 0", func() bool {
+		return c.HomeOf(room) == 0
+	})
+	back := publish(t, c.Nodes[1].Router, room, "pub", "k3", `3`)
+	if back.Epoch != first.Epoch || back.Seq != 3 {
+		t.Fatalf("after the handback: %+v, want seq 3 in epoch %d", back, first.Epoch)
+	}
+	c.Kill(1)
+	c.Kill(0)
+	c.Rejoin(0)
+	again := publish(t, c.Nodes[0].Router, room, "pub", "", `4`)
+	if again.Epoch != first.Epoch || again.Seq != 4 {
+		t.Fatalf("after a restart: %+v, want seq 4 in epoch %d (no new epoch)", again, first.Epoch)
+	}
+	if got := c.Nodes[0].Metric("arena_router_rooms_restarted_unclean_total"); got != 0 {
+		t.Fatalf("rooms restarted = %v, want 0", got)
+	}
+}

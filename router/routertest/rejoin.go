@@ -14,14 +14,18 @@ func (c *Cluster) walDir(i int) string {
 }
 
 // Rejoin starts node i again, after Leave or Kill, with its ID, region and
-// wal directory (a restart of the process), joining a live node, and
+// wal directory (a restart of the process), joining a live node (alone
+// if none is left), and
 // waits until every live node sees it.
 func (c *Cluster) Rejoin(i int) {
 	c.t.Helper()
 	if !c.Nodes[i].dead {
 		c.t.Fatalf("rejoin node %d: it is running", i)
 	}
-	seed := c.Nodes[c.Live()[0]].Mesh.Addr()
+	seed := "" // none left: it starts alone
+	if live := c.Live(); len(live) > 0 {
+		seed = c.Nodes[live[0]].Mesh.Addr()
+	}
 	c.Nodes[i] = c.startNode(i, seed)
 	c.WaitConverged()
 }
