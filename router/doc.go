@@ -69,7 +69,10 @@
 //     made whole) tells its nodes (ended frame), which register again.
 //     A relay that does not take an interest in time (its view of the
 //     members lags) is given up for the home, and asked again after a
-//     PeerTimeout.
+//     PeerTimeout. A node answers a push from a node that is not its
+//     feed for the room with a drop, so an interest whose drop was lost
+//     (a dropped frame, or one that overtook its registration) does not
+//     double the fan-out for the life of the room.
 //
 // When membership changes, only rooms whose home changed are touched
 // (MembersChanged). A planned move keeps the room's epoch:

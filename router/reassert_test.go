@@ -173,3 +173,40 @@ func TestPresenceReassertedAfterFalseDeath(t *testing.T) {
 	home.r.sendHandedOver(ctx, []mesh.NodeID{"n2"})
 	waitFor(t, "bob present at the home again", present)
 }
+
+// TestStaleInterestDroppedByItsNode: the home holds an interest of n2
+// that n2 no longer has (a drop that lost the race with its registration,
+// which the home serves asynchronously). The first message the home
+// pushes there is answered with a drop, so the stale interest does not
+// double the fan-out for as long as the room lives.
+func TestStaleInterestDroppedByItsNode(t *testing.T) {
+	home, edge := startPair(t)
+	room := roomHomedOn(t, home, edge)
+	ctx := context.Background()
+	if _, err := home.r.Publish(ctx, PublishRequest{Room: room, From: "ann", Data: []byte(`1`)}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	home.r.mu.RLock()
+	rm := home.r.active[room]
+	home.r.mu.RUnlock()
+	if rm == nil {
+		t.Fatal("room not active on its home")
+	}
+	interested := func() bool {
+		rm.subsMu.RLock()
+		defer rm.subsMu.RUnlock()
+		_, ok := rm.interest["n2"]
+		return ok
+	}
+	rm.subsMu.Lock()
+	if rm.interest == nil {
+		rm.interest = make(map[mesh.NodeID]uint64)
+	}
+	rm.interest["n2"] = 12345 // n2 has no replica of the room
+	rm.subsMu.Unlock()
+
+	if _, err := home.r.Publish(ctx, PublishRequest{Room: room, From: "ann", Data: []byte(`2`)}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	waitFor(t, "n2 to drop the interest it does not have", func() bool { return !interested() })
+}

@@ -195,7 +195,16 @@ func (r *Router) receiveMsg(from mesh.NodeID, f *peerFrame) {
 	rep := r.replicas[string(f.Room)]
 	r.mu.RUnlock()
 	if rep == nil || rep.feedID() != from {
-		return // no longer interested, or not from the feed we know
+		// No longer interested, or not from the feed we know: the
+		// sender holds an interest of ours that should be gone. A drop
+		// can lose a race with its registration (which the sender serves
+		// asynchronously), and a stale interest would double the
+		// region's fan-out for as long as the room lives, so every
+		// unexpected push is answered with a drop of whatever interest we
+		// have there (token 0). If we register there again, that frame
+		// follows this one on the room's ordered lane.
+		r.enqueueLive(from, string(f.Room), appendInterest(nil, peerDrop, string(f.Room), f.Epoch, 0))
+		return
 	}
 	m := &Message{
 		Room: rep.name, Epoch: f.Epoch, Seq: f.Msg.Seq, TS: f.Msg.TS,
