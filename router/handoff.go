@@ -355,11 +355,7 @@ func (r *Router) adopt(name string, epoch, head uint64, until int64, msgs []*Mes
 	}
 	rm.mu.Unlock()
 	if err == nil {
-		select {
-		case err = <-stored:
-		case <-r.stop:
-			err = ErrClosed
-		}
+		err = r.awaitStored(stored)
 	}
 	if err != nil {
 		r.logger.Error().Err(err).Str("room", name).Uint64("epoch", epoch).Msg("handed-over room not stored")

@@ -177,16 +177,7 @@ func (rm *room) dropUndeliveredLocked(n int) {
 // coolLoop marks rooms cold once they have been idle for HotIdle, until
 // Close.
 func (r *Router) coolLoop() {
-	t := time.NewTicker(max(r.cfg.HotIdle/2, time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-			r.coolIdle(r.cfg.Now())
-		}
-	}
+	r.every(max(r.cfg.HotIdle/2, time.Millisecond), func(now time.Time) { r.coolIdle(now) })
 }
 
 // coolIdle marks cold every hot room that has had no publish for HotIdle
@@ -298,11 +289,7 @@ func (r *Router) restartHot(name string, d dormantRoom) (*room, error) {
 	if err == nil {
 		// Wait until the copies are durable (they are applied before
 		// then), so that whoever uses the room reads them from the wal.
-		select {
-		case err = <-stored:
-		case <-r.stop:
-			err = ErrClosed
-		}
+		err = r.awaitStored(stored)
 	}
 	if err != nil {
 		rm.subsMu.Lock()

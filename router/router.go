@@ -290,19 +290,37 @@ func (r *Router) spawn(fn func()) bool {
 	return true
 }
 
-// evictLoop evicts idle rooms until Close.
-func (r *Router) evictLoop() {
-	t := time.NewTicker(evictInterval)
+// every calls fn with the time every interval, until Close.
+func (r *Router) every(interval time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-r.stop:
 			return
 		case <-t.C:
-			if n := r.evictIdle(r.cfg.Now()); n > 0 {
-				r.logger.Debug().Int("rooms", n).Msg("idle rooms evicted")
-			}
+			fn(r.cfg.Now())
 		}
+	}
+}
+
+// evictLoop evicts idle rooms until Close.
+func (r *Router) evictLoop() {
+	r.every(evictInterval, func(now time.Time) {
+		if n := r.evictIdle(now); n > 0 {
+			r.logger.Debug().Int("rooms", n).Msg("idle rooms evicted")
+		}
+	})
+}
+
+// awaitStored waits for the result of a wal callback on ch, or until the
+// router closes.
+func (r *Router) awaitStored(ch <-chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-r.stop:
+		return ErrClosed
 	}
 }
 
