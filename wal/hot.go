@@ -10,7 +10,10 @@ import (
 // Hot marks (key layout in layout.go): a room that delivers messages on
 // Append's written callback, before their fsync, is marked hot first, so
 // that recovery can tell whether a crash may have taken messages that
-// subscribers already saw.
+// subscribers already saw. The router also marks a room it hands to
+// another node, whose sequence goes on there in the same epoch: either
+// way, the log's copy of the room may be behind positions already given
+// out, and the room must not continue its epoch from it.
 
 // MarkHot durably records that room may deliver messages of epoch before
 // they are durable: on Append's written callback rather than its durable
