@@ -224,6 +224,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func (e *env) catchups() float64 { return counterValue(e.t, e.r.metrics.catchups) }
 
 // counterValue reads a counter.
+func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatalf("read gauge: %v", err)
+	}
+	return m.GetGauge().GetValue()
+}
+
 func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric

@@ -70,6 +70,7 @@ func (rm *room) markHotLocked() error {
 		return err
 	}
 	rm.marked = true
+	rm.r.metrics.hotRooms.Inc()
 	return nil
 }
 
@@ -86,6 +87,7 @@ func (rm *room) markColdLocked() error {
 	rm.fast = false
 	rm.gateMu.Unlock()
 	rm.marked = false
+	rm.r.metrics.hotRooms.Dec()
 	if err := rm.r.log.MarkCold(rm.name, nil); err != nil {
 		// Left hot in the wal: at worst the room restarts in a new
 		// epoch after the next unclean stop.
@@ -110,7 +112,10 @@ func (rm *room) markHandedAwayLocked(durable func(error)) error {
 	rm.hotGen++
 	rm.fast = false
 	rm.gateMu.Unlock()
-	rm.marked = false
+	if rm.marked {
+		rm.marked = false
+		rm.r.metrics.hotRooms.Dec() // no longer this node's to deliver
+	}
 	return rm.r.log.MarkHot(rm.name, rm.epoch, durable)
 }
 

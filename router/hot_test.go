@@ -74,6 +74,9 @@ func TestColdRoomWaitsForFsyncHotRoomDoesNot(t *testing.T) {
 	if !roomState(t, e.log, room).Hot {
 		t.Fatal("the wal has no hot mark after the room's first message")
 	}
+	if got := gaugeValue(t, e.r.metrics.hotRooms); got != 1 {
+		t.Fatalf("hot rooms = %v after the first message, want 1", got)
+	}
 
 	// Hot: delivered with the fsync held, acked after it.
 	second := publishHeld(t, e, gate, room, `"two"`)
@@ -99,6 +102,9 @@ func TestColdRoomWaitsForFsyncHotRoomDoesNot(t *testing.T) {
 		t.Fatalf("coolIdle marked %d rooms cold after HotIdle, want 1", n)
 	}
 	waitFor(t, "the cold mark to reach the wal", func() bool { return !roomState(t, e.log, room).Hot })
+	if got := gaugeValue(t, e.r.metrics.hotRooms); got != 0 {
+		t.Fatalf("hot rooms = %v after HotIdle, want 0", got)
+	}
 	third := publishHeld(t, e, gate, room, `"three"`)
 	if early, err := res.Sub.Pull(nil, 10); err != nil || len(early) != 0 {
 		t.Fatalf("cooled room: pulled %d messages (err %v) with the fsync held, want 0", len(early), err)

@@ -23,6 +23,9 @@ type metrics struct {
 	// uncleanRestarts counts rooms restarted in a new epoch because their
 	// sequence may have gone on beyond the wal (see restartHot).
 	uncleanRestarts prometheus.Counter
+	// hotRooms counts the rooms marked hot (early delivery): the rooms
+	// that would restart in a new epoch after an unclean stop now.
+	hotRooms prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -75,11 +78,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "arena_router_rooms_restarted_unclean_total",
 			Help: "Rooms restarted in a new epoch from the wal because their sequence may have gone on beyond it: delivering before the fsync at an unclean stop, or handed to another node and not handed back.",
 		}),
+		hotRooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "arena_router_rooms_hot",
+			Help: "Rooms delivering before the fsync (early delivery, hot_idle): those that would restart in a new epoch after an unclean stop now.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges, m.uncleanRestarts} {
+	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges, m.uncleanRestarts, m.hotRooms} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register router metrics: %w", err)
 		}
