@@ -392,8 +392,11 @@ func TestClusterLoadUpdateIsNoMembershipChange(t *testing.T) {
 	a, b := c.Nodes[0], c.Nodes[1]
 	const metric = "arena_router_membership_changes_total"
 	beforeA, beforeB := a.Metric(metric), b.Metric(metric)
-	if beforeA == 0 || beforeB == 0 {
-		t.Fatalf("membership changes before the load update: %v and %v, want at least the join", beforeA, beforeB)
+	// Node 0 started alone and saw node 1 join. Node 1 may have started
+	// with the whole view already (its router reads the mesh's members at
+	// New, after its mesh joined), so it may count no change at all.
+	if beforeA == 0 {
+		t.Fatalf("membership changes on node 0 before the load update: %v, want at least node 1's join", beforeA)
 	}
 	for _, load := range []uint32{1234, 99} {
 		b.Mesh.SetLoad(load)
