@@ -166,7 +166,13 @@ func TestClusterRelay(t *testing.T) {
 // room restarted; resuming puts it in the new epoch, whose messages again
 // reach the other region once, through its relay.
 func TestClusterRelayHomeDies(t *testing.T) {
-	c := Start(t, 6, WithRegions("a", "b"), WithPlacement(router.Placement{DefaultRegion: "a"}), WithPeerTimeout(2*time.Second))
+	// A failure detector patient enough that a loaded machine does not
+	// declare the live home dead before the kill (a relay that thinks so
+	// restarts its replica: CI saw ErrRoomRestarted before the kill),
+	// and quick enough to find the killed one in a few seconds.
+	tm := mesh.LocalTiming()
+	tm.ProbeInterval, tm.ProbeTimeout, tm.SuspicionMult = 600*time.Millisecond, 500*time.Millisecond, 3
+	c := Start(t, 6, WithRegions("a", "b"), WithPlacement(router.Placement{DefaultRegion: "a"}), WithPeerTimeout(2*time.Second), WithTiming(tm))
 	const victim = 0
 	room := c.RoomHomedOn("relay-dies:", victim)
 	subs := map[int]*sub{}
