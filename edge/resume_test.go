@@ -144,9 +144,12 @@ func TestResumeReset(t *testing.T) {
 	for i := 1; i <= 50; i++ {
 		c.pub(room, "", strconv.Itoa(i))
 	}
-	waitFor(t, "retention to drop old messages", func() bool {
+	// Until retention has settled on the newest 10, a sweep can still
+	// delete messages under a reset subscriber's catch-up, which then
+	// (correctly) falls out of retention with 4010.
+	waitFor(t, "retention to keep only the newest 10 messages", func() bool {
 		first, err := n.WAL().First(room, epoch)
-		return err == nil && first > 30
+		return err == nil && first == 41
 	})
 	first, err := n.WAL().First(room, epoch)
 	if err != nil {
