@@ -70,6 +70,18 @@ func startPair(t *testing.T) (home, edge *meshNode) {
 	return home, edge
 }
 
+// activeRoom returns the room named name as held in memory by its home n.
+func activeRoom(t *testing.T, n *meshNode, name string) *room {
+	t.Helper()
+	n.r.mu.RLock()
+	rm := n.r.active[name]
+	n.r.mu.RUnlock()
+	if rm == nil {
+		t.Fatal("room not active on its home")
+	}
+	return rm
+}
+
 // roomHomedOn returns a room whose home is home in both nodes' views.
 func roomHomedOn(t *testing.T, home, edge *meshNode) string {
 	t.Helper()
@@ -112,12 +124,7 @@ func TestInterestReassertedAfterFalseDeath(t *testing.T) {
 	}
 
 	// What the home does when it sees n2 die: drop its interest.
-	home.r.mu.RLock()
-	rm := home.r.active[room]
-	home.r.mu.RUnlock()
-	if rm == nil {
-		t.Fatal("room not active on its home")
-	}
+	rm := activeRoom(t, home, room)
 	rm.dropInterestOf(func(p mesh.NodeID) bool { return p == "n2" })
 	missed := publish() // pushed to nobody
 
@@ -186,12 +193,7 @@ func TestStaleInterestDroppedByItsNode(t *testing.T) {
 	if _, err := home.r.Publish(ctx, PublishRequest{Room: room, From: "ann", Data: []byte(`1`)}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	home.r.mu.RLock()
-	rm := home.r.active[room]
-	home.r.mu.RUnlock()
-	if rm == nil {
-		t.Fatal("room not active on its home")
-	}
+	rm := activeRoom(t, home, room)
 	interested := func() bool {
 		rm.subsMu.RLock()
 		defer rm.subsMu.RUnlock()
