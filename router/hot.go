@@ -141,6 +141,14 @@ func (p *publication) stored(err error) {
 	rm := p.rm
 	rm.gateMu.Lock()
 	defer rm.gateMu.Unlock()
+	if rm.r.cfg.HotIdle <= 0 {
+		// Early delivery is off: applied never ran, nothing waits in
+		// undelivered, and durable callbacks come in seq order.
+		if err == nil {
+			rm.written(p.msg)
+		}
+		return
+	}
 	n := 0
 	for n < len(rm.undelivered) && rm.undelivered[n].Seq <= p.msg.Seq {
 		n++

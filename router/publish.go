@@ -299,7 +299,11 @@ func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, e
 	// hot mark (if this message opens a hot period) comes first.
 	err = rm.markHotLocked()
 	if err == nil {
-		err = r.log.Append(&p.rec, p.applied, p.durable)
+		var written func()
+		if r.cfg.HotIdle > 0 {
+			written = p.applied // early delivery may deliver it there
+		}
+		err = r.log.Append(&p.rec, written, p.durable)
 	}
 	if err != nil {
 		rm.inflight.Add(-1)
