@@ -65,6 +65,13 @@ type idleClientsSpec struct {
 // and add -edge.idleprofile=heap.out for a heap profile taken while the
 // connections are open (go tool pprof -sample_index=inuse_space).
 func BenchmarkIdleConnMemory(b *testing.B) {
+	if *idleProfile != "" {
+		// Record every allocation, so the profile's per-connection bytes
+		// are exact rather than sampled every 512 KiB.
+		rate := runtime.MemProfileRate
+		runtime.MemProfileRate = 1
+		b.Cleanup(func() { runtime.MemProfileRate = rate })
+	}
 	n := edgetest.Start(b, edgetest.WithQuietLogs())
 	conns := *idleConns
 	var sum idleMemory
