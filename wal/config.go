@@ -17,6 +17,11 @@ const (
 	DefaultMaxAge        = 7 * 24 * time.Hour
 	DefaultDedupWindow   = 10 * time.Minute
 	DefaultSweepInterval = time.Minute
+
+	// MaxSyncInterval caps Config.SyncInterval: beyond it acks would wait
+	// longer than any client should, and Close waits for the delayed
+	// fsync of whatever is still queued.
+	MaxSyncInterval = 100 * time.Millisecond
 )
 
 // Retention bounds what the log keeps of each room. The sweeper deletes
@@ -56,6 +61,15 @@ type Config struct {
 	// SweepInterval is how often retention runs; 0 means
 	// DefaultSweepInterval.
 	SweepInterval time.Duration
+	// SyncInterval is the least time from the end of one fsync of the log
+	// to the start of the next (Pebble's WALMinSyncInterval). A sync asked
+	// for sooner waits, and then one fsync covers every group applied
+	// meanwhile. Under a steady stream of small appends that cuts the
+	// fsyncs, and the CPU each costs, to at most one per interval, at the
+	// price of up to the interval more before a group is durable. 0 means
+	// every group is synced as soon as the previous fsync ends; at most
+	// MaxSyncInterval.
+	SyncInterval time.Duration
 	// Now is the clock used by retention and the dedup window; nil means
 	// time.Now.
 	Now func() time.Time
@@ -70,8 +84,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: Config.Dir is required", ErrInvalid)
 	}
 	if cfg.MaxBatch < 0 || cfg.Retention.MaxCount < 0 || cfg.Retention.MaxAge < 0 ||
-		cfg.DedupWindow < 0 || cfg.SweepInterval < 0 {
+		cfg.DedupWindow < 0 || cfg.SweepInterval < 0 || cfg.SyncInterval < 0 {
 		return cfg, fmt.Errorf("%w: negative Config value", ErrInvalid)
+	}
+	if cfg.SyncInterval > MaxSyncInterval {
+		return cfg, fmt.Errorf("%w: Config.SyncInterval %v is above %v", ErrInvalid, cfg.SyncInterval, MaxSyncInterval)
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
@@ -65,6 +66,9 @@ func pebbleOptions(cfg Config, log zerolog.Logger) *pebble.Options {
 		},
 	}
 	opts.TargetFileSizes[0] = targetFileSize
+	if d := cfg.SyncInterval; d > 0 {
+		opts.WALMinSyncInterval = func() time.Duration { return d }
+	}
 	return opts
 }
 

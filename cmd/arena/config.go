@@ -157,6 +157,12 @@ type WALConfig struct {
 	RetentionAge time.Duration `yaml:"retention_age"`
 	// DedupWindow is how long an idempotency key is remembered. 0: 10m.
 	DedupWindow time.Duration `yaml:"dedup_window"`
+	// SyncInterval is the least time between two fsyncs of the log: one
+	// fsync then covers every publish of the interval, so a busy node
+	// spends far less CPU on fsyncs, and acks (and deliveries, unless
+	// hot_idle is set) wait up to this much longer. At most 100ms.
+	// 0: sync as soon as the previous fsync ends.
+	SyncInterval time.Duration `yaml:"sync_interval"`
 }
 
 // PlacementRule gives rooms whose name starts with Prefix the home

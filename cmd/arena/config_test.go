@@ -244,6 +244,8 @@ func TestValidateErrors(t *testing.T) {
 		{"ring size", func(c *Config) { c.RingSize = -1 }, "ring_size"},
 		{"drain timeout", func(c *Config) { c.DrainTimeout = -1 }, "drain_timeout"},
 		{"hot idle", func(c *Config) { c.HotIdle = -time.Second }, "hot_idle"},
+		{"sync interval negative", func(c *Config) { c.WAL.SyncInterval = -time.Millisecond }, "wal.sync_interval"},
+		{"sync interval too long", func(c *Config) { c.WAL.SyncInterval = time.Second }, "wal.sync_interval 1s: must be at most 100ms"},
 		{"pem and pem_file", func(c *Config) {
 			c.Auth.PublicKeys = []PublicKeyConfig{{Alg: "EdDSA", PEM: "x", PEMFile: "y"}}
 		}, "auth.public_keys[0]: set exactly one of pem and pem_file"},

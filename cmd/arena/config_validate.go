@@ -18,6 +18,7 @@ import (
 
 	"github.com/arena-mesh/arena/edge/auth"
 	"github.com/arena-mesh/arena/protocol"
+	"github.com/arena-mesh/arena/wal"
 )
 
 // ErrNoAuth is returned by Validate when no client could ever
@@ -322,6 +323,10 @@ func (c *Config) checkLimits() []error {
 	negDur("wal.dedup_window", c.WAL.DedupWindow)
 	negDur("drain_timeout", c.DrainTimeout)
 	negDur("hot_idle", c.HotIdle)
+	if c.WAL.SyncInterval > wal.MaxSyncInterval {
+		errs = append(errs, fmt.Errorf("wal.sync_interval %v: must be at most %v", c.WAL.SyncInterval, wal.MaxSyncInterval))
+	}
+	negDur("wal.sync_interval", c.WAL.SyncInterval)
 	if c.Limits.PublishBurst == 0 && c.Limits.PublishRate >= math.MaxInt32/2 {
 		errs = append(errs, fmt.Errorf("limits.publish_rate %v: too large", c.Limits.PublishRate))
 	}

@@ -42,6 +42,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	data := fs.String("data", "./data/dev", "data directory; each node uses a subdirectory")
 	logLevel := fs.String("log-level", "warn", "zerolog level")
 	hotIdle := fs.Duration("hot-idle", 0, "early delivery: how long after its last publish a room delivers before the fsync (0: off; see hot_idle)")
+	syncInterval := fs.Duration("wal-sync-interval", 0, "least time between two WAL fsyncs of a node (0: sync at once; see wal.sync_interval)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +77,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			Auth:          AuthConfig{AllowedOrigins: []string{*host + ":*", "localhost:*"}},
 			LogLevel:      *logLevel,
 			HotIdle:       *hotIdle,
+			WAL:           WALConfig{SyncInterval: *syncInterval},
 			DefaultRegion: "eu",
 			Placement: []PlacementRule{
 				{Prefix: "eu:", Region: "eu"},

@@ -125,11 +125,12 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	n.log, err = wal.Open(wal.Config{
-		Dir:         filepath.Join(cfg.Data, "wal"),
-		Logger:      logger,
-		Registerer:  reg,
-		Retention:   wal.Retention{MaxCount: cfg.WAL.RetentionCount, MaxAge: cfg.WAL.RetentionAge},
-		DedupWindow: cfg.WAL.DedupWindow,
+		Dir:          filepath.Join(cfg.Data, "wal"),
+		Logger:       logger,
+		Registerer:   reg,
+		Retention:    wal.Retention{MaxCount: cfg.WAL.RetentionCount, MaxAge: cfg.WAL.RetentionAge},
+		DedupWindow:  cfg.WAL.DedupWindow,
+		SyncInterval: cfg.WAL.SyncInterval,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open wal: %w", err)
