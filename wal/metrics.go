@@ -27,7 +27,7 @@ func newMetrics() *metrics {
 		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "arena_wal_fsync_seconds",
 			Help: "Time from a group being applied to Pebble until its WAL fsync completed " +
-				"(including waiting behind an fsync already in flight).",
+				"(including waiting behind an fsync already in flight, and for the sync interval if one is set).",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. 1.6s
 		}),
 		appends: prometheus.NewCounter(prometheus.CounterOpts{
