@@ -1,5 +1,7 @@
 package edge
 
+import "time"
+
 // WritersRunning returns how many of srv's WebSocket sessions have a
 // writer goroutine (for tests: an idle session's writer retires).
 func WritersRunning(srv *Server) int {
@@ -19,3 +21,10 @@ func WritersRunning(srv *Server) int {
 	}
 	return n
 }
+
+// SetReaderLinger makes srv's idle readers park after d without data
+// instead of the default (call it before any client connects).
+func SetReaderLinger(srv *Server, d time.Duration) { srv.lingerOverride.Store(int64(d)) }
+
+// ReadersPark reports whether idle readers park on this platform.
+const ReadersPark = parkSupported

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/arena-mesh/arena/edge"
 	"github.com/arena-mesh/arena/edge/auth"
 	"github.com/arena-mesh/arena/edge/edgetest"
 	"github.com/arena-mesh/arena/protocol"
@@ -53,8 +54,9 @@ type idleClientsSpec struct {
 // own user in the connect frame (as the Go client does), subscribes to
 // one of 100 rooms and then stays silent. Once the child says all are
 // subscribed and the node shows them all connected with nothing queued
-// and one goroutine each (idle writers have retired), the benchmark runs the GC a few times (a long-idle server gets that
-// many cycles, which shrink over-grown stacks) and reads live heap
+// and no goroutine each (idle writers have retired and idle readers
+// parked), the benchmark runs the GC a few times (a long-idle server gets
+// that many cycles, which shrink over-grown stacks) and reads live heap
 // objects and goroutine stack memory, minus the same figures before
 // connecting.
 //
@@ -139,12 +141,19 @@ func measureIdle(b *testing.B, n *edgetest.Node, conns int) idleMemory {
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		b.Fatalf("client process did not get ready: %q, %v", line, err)
 	}
+	idleGoroutines := 1 // the reader
+	if edge.ReadersPark {
+		idleGoroutines = 0
+	}
 	waitFor(b, "every connection idle", func() bool {
 		return metricValue(b, n, "arena_edge_connections") == float64(conns) &&
 			metricValue(b, n, "arena_edge_send_queue_frames") == 0 &&
-			// Writers retire a second after their last write (the
-			// margin is for the node's own goroutines coming and going).
-			runtime.NumGoroutine()-int(before.goroutines) <= conns+32
+			// Writers retire a second after their last write, readers
+			// park after at most 5 s without data (where they can: see
+			// edge.ReadersPark); the margin is for the node's own goroutines
+			// coming and going.
+			(!edge.ReadersPark || metricValue(b, n, "arena_edge_parked_readers") == float64(conns)) &&
+			runtime.NumGoroutine()-int(before.goroutines) <= idleGoroutines*conns+32
 	})
 
 	after := settledMemory()

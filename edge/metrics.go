@@ -12,16 +12,17 @@ import (
 // metrics are the edge's Prometheus collectors. Hot-path counters are
 // resolved once (no label lookup per frame).
 type metrics struct {
-	connections prometheus.Gauge
-	framesIn    *prometheus.CounterVec // by op
-	framesOut   prometheus.Counter
-	wsWrites    prometheus.Counter
-	publishes   *prometheus.CounterVec // by result
-	deliveries  prometheus.Counter
-	slowCloses  prometheus.Counter
-	errors      *prometheus.CounterVec // by code
-	sseStreams  prometheus.Gauge
-	sendQueued  prometheus.Gauge
+	connections   prometheus.Gauge
+	parkedReaders prometheus.Gauge
+	framesIn      *prometheus.CounterVec // by op
+	framesOut     prometheus.Counter
+	wsWrites      prometheus.Counter
+	publishes     *prometheus.CounterVec // by result
+	deliveries    prometheus.Counter
+	slowCloses    prometheus.Counter
+	errors        *prometheus.CounterVec // by code
+	sseStreams    prometheus.Gauge
+	sendQueued    prometheus.Gauge
 
 	framesInByOp map[string]prometheus.Counter
 	framesInBad  prometheus.Counter
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "arena_edge_connections",
 			Help: "WebSocket connections currently open.",
+		}),
+		parkedReaders: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "arena_edge_parked_readers",
+			Help: "WebSocket connections idle long enough that no goroutine reads them: the node's idle watch wakes a reader when data comes.",
 		}),
 		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "arena_edge_frames_in_total",
@@ -82,6 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		var err error
 		r := registrar{reg: reg, err: &err}
 		m.connections = register(r, m.connections)
+		m.parkedReaders = register(r, m.parkedReaders)
 		m.framesIn = register(r, m.framesIn)
 		m.framesOut = register(r, m.framesOut)
 		m.wsWrites = register(r, m.wsWrites)

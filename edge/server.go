@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -36,9 +37,15 @@ type Server struct {
 	draining bool      // set by Drain and Close: no new clients
 	mqtt     mqttState // MQTT listeners and sessions (mqtt.go)
 
-	// wg counts session, SSE handler and MQTT session goroutines, so Drain
-	// and Close can wait for them.
+	// wg counts sessions (from track to untrack, whichever goroutine
+	// serves them), SSE handler and MQTT session goroutines, so Drain and
+	// Close can wait for them.
 	wg sync.WaitGroup
+
+	// idle holds the sockets of parked readers (idle_linux.go).
+	idle idleWatch
+	// lingerOverride replaces readerLinger when set (tests).
+	lingerOverride atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -68,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:    make(map[*session]struct{}),
 		mqtt:        mq,
 	}
+	s.idle.log = &s.log
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
 	return s, nil
@@ -98,6 +106,7 @@ func (s *Server) Close() error {
 			s.closeErr = err
 		}
 		s.hardCancel()
+		s.idle.close()
 		s.log.Info().Msg("edge closed")
 	})
 	return s.closeErr
@@ -152,9 +161,36 @@ func (s *Server) cutSessions() {
 	}
 	s.mu.Unlock()
 	for _, sess := range sessions {
-		_ = sess.conn.CloseNow()
+		sess.cutSocket()
+		sess.wakeReader() // a parked reader learns of the close from no socket
 	}
 }
+
+// readerLinger is the least time a session's reader waits without data
+// before it parks (session.parkReader); it waits longer the more it has
+// read (see session.readLoop), so that a connection with steady traffic
+// keeps its reader (parking costs an epoll_ctl and a goroutine start per
+// wake) while an idle one, or one that only sends a heartbeat now and
+// then, soon costs no goroutine. 0 (never park) for a socket that is not
+// lean or where parking is not supported.
+func (s *Server) readerLinger(sess *session) time.Duration {
+	if !parkSupported || sess.lean == nil {
+		return 0
+	}
+	if d := s.lingerOverride.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return defaultReaderLinger
+}
+
+// defaultReaderLinger: see readerLinger. With leanConn.awaitData's
+// deadline, a reader that has read one message parks 0.5 to 1 s after it,
+// one that has read maxLingerFactor or more 2.5 to 5 s after the last.
+const defaultReaderLinger = time.Second
+
+// maxLingerFactor bounds the growth of a reader's linger with the
+// messages it has read.
+const maxLingerFactor = 5
 
 // track registers a new session; false once the server drains.
 func (s *Server) track(sess *session) bool {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,21 +19,24 @@ import (
 
 // session is one WebSocket client connection. It has at most two
 // goroutines: the reader (run, started by serveWS once the HTTP handler
-// has upgraded the connection) decodes and handles frames; the writer
+// has upgraded the connection) decodes and handles frames, and parks
+// after readerLinger without data (parkReader: its goroutine exits and
+// the server's idle watch starts a new one when data comes); the writer
 // (writeLoop) writes batches of control frames and messages, and exits
-// after writerLinger without work (see session_writer.go), so an idle
-// connection costs one goroutine. Publishes are handed to the router
-// by the reader and answered by the router's done callbacks, at most
+// after writerLinger without work (see session_writer.go). An idle
+// connection costs no goroutine. Publishes are handed to the router by
+// the reader and answered by the router's done callbacks, at most
 // Config.MaxInFlight in flight per session.
 //
 // Idle connections are what a node holds most of (tens of thousands), so
 // a session keeps little: no child logger (sessionLog), no read buffer
-// between messages (readBufs), no writer goroutine or write buffers while
-// idle, and a lean socket (wsconn.go).
+// between messages (readBufs), no reader or writer goroutine or write
+// buffers while idle, and a lean socket (wsconn.go).
 type session struct {
 	srv  *Server
 	conn *websocket.Conn
 	lean *leanConn // conn's socket when lean (wsconn.go), else nil
+	sock net.Conn  // the socket under conn (lean or not), for cutSocket
 	id   string
 	log  sessionLog
 
@@ -44,8 +48,9 @@ type session struct {
 	// sockets.
 	ctx context.Context
 
-	// Reader-owned state: touched only by the reader goroutine (and by
-	// teardown once the writer has stopped).
+	// Reader-owned state: touched only by the reader goroutine (one at a
+	// time: a woken reader starts after the parked one let go, see
+	// parkReader) and by teardown once the writer has stopped.
 	header    *auth.Principal // from the upgrade's Authorization header
 	principal *auth.Principal // set by connect; nil before
 	subs      subSet
@@ -61,6 +66,8 @@ type session struct {
 	// the reader on the first publish (many sessions only subscribe).
 	pubSem chan struct{}
 
+	parkID uint64 // the idle watch's name for the session; guarded by the watch
+
 	connectTimer *time.Timer // reader-owned; nil once connected
 	isConnected  atomic.Bool // connect completed (read by the connect timer)
 	expiryMu     sync.Mutex  // guards expiryTimer
@@ -71,18 +78,21 @@ type session struct {
 	outFrames   atomic.Int64  // frames written, for logs
 	outMessages atomic.Int64  // WebSocket messages written, for logs
 
-	mu         sync.Mutex // guards everything below
-	space      sync.Cond  // on mu: signalled when the control queue empties or closing starts
-	ctrl       []byte     // queued control frames, '\n'-separated
-	ctrlBuf    *ctrlBuf   // where ctrl's buffer came from, if pooled
-	ctrlCount  int        // frames in ctrl
-	dirty      []*subState
-	writerOn   bool          // a writer goroutine runs (or has closed the socket for good)
-	wake       chan struct{} // cap 1: wakes the writer parked for work; nil without writer
-	closing    bool
-	closeCode  websocket.StatusCode
-	closeText  string
-	closeFlush bool // write queued control frames before closing
+	mu        sync.Mutex // guards everything below
+	space     sync.Cond  // on mu: signalled when the control queue empties or closing starts
+	ctrl      []byte     // queued control frames, '\n'-separated
+	ctrlBuf   *ctrlBuf   // where ctrl's buffer came from, if pooled
+	ctrlCount int        // frames in ctrl
+	dirty     []*subState
+	writerOn  bool // a writer goroutine runs (or has closed the socket for good)
+	// readerParked: the reader goroutine has exited, the socket waits in
+	// the idle watch (parkReader).
+	readerParked bool
+	wake         chan struct{} // cap 1: wakes the writer parked for work; nil without writer
+	closing      bool
+	closeCode    websocket.StatusCode
+	closeText    string
+	closeFlush   bool // write queued control frames before closing
 }
 
 func newSession(srv *Server, conn *websocket.Conn, header *auth.Principal, remote string) *session {
@@ -101,7 +111,8 @@ func newSession(srv *Server, conn *websocket.Conn, header *auth.Principal, remot
 	return s
 }
 
-// run serves the session until the socket closes: it is the reader.
+// run starts serving the session on the reader goroutine serveWS
+// started.
 func (s *session) run() {
 	s.log.Debug().Msg("session open")
 	s.connectTimer = time.AfterFunc(s.srv.cfg.ConnectTimeout, func() {
@@ -109,7 +120,18 @@ func (s *session) run() {
 			s.fail(closePolicy, "connect timeout", true)
 		}
 	})
-	s.readLoop()
+	s.read(true)
+}
+
+// read is the body of the session's reader goroutine: it reads until the
+// socket closes and then tears the session down, or until the connection
+// has been idle long enough for the reader to park (parkReader). A parked
+// reader's goroutine has exited; wakeReader starts another. first is set
+// for the session's first reader.
+func (s *session) read(first bool) {
+	if s.readLoop(first) {
+		return // parked
+	}
 
 	// The socket is closed or closing. Let the writer finish its close
 	// handshake, then stop everything the session started.
@@ -126,13 +148,16 @@ func (s *session) run() {
 	s.srv.m.sendQueued.Sub(float64(s.ctrlCount))
 	s.ctrl, s.ctrlBuf, s.ctrlCount, s.dirty = nil, nil, 0, nil
 	s.mu.Unlock()
+	s.srv.idle.forget(s)
 	s.log.Debug().Int64("frames_out", s.outFrames.Load()).Int64("writes", s.outMessages.Load()).
 		Msg("session closed")
+	s.srv.untrack(s)
 }
 
-// readLoop reads WebSocket messages until the socket fails. Once the
-// session is closing it keeps reading (so that the close handshake
-// completes) but ignores data.
+// readLoop reads WebSocket messages until the socket fails, and returns
+// false; or until the reader parks, and returns true. Once the session is
+// closing it keeps reading (so that the close handshake completes) but
+// ignores data.
 //
 // The read context has no Done channel, so that a blocked read registers
 // nothing (coder/websocket arms a context.AfterFunc per read otherwise);
@@ -141,21 +166,84 @@ func (s *session) run() {
 // Between messages it waits in awaitData when the socket is lean: the
 // deepest an idle session's stack gets is then small enough for the GC to
 // shrink it to 4 KiB (waiting inside coder/websocket's Reader is about
-// 2 KiB deep, which keeps 8 KiB).
-func (s *session) readLoop() {
+// 2 KiB deep, which keeps 8 KiB). After a while there without data the
+// reader parks, and the connection costs no goroutine at all: the while is
+// readerLinger times the messages this reader goroutine has read, at
+// least 1 and at most maxLingerFactor.
+func (s *session) readLoop(first bool) (parked bool) {
+	linger := s.srv.readerLinger(s)
+	read := 0 // messages this reader goroutine has read
+	if first {
+		read = -1 // the connect frame's does not count
+	}
 	for {
 		if s.lean != nil {
-			s.lean.awaitData()
+			// The more this reader has read, the longer it waits before
+			// it parks: a connection with steady traffic keeps its
+			// reader, one that wakes for a heartbeat now and then gives
+			// it up again soon.
+			wait := linger * time.Duration(min(max(read, 1), maxLingerFactor))
+			if idle := s.lean.awaitData(wait); idle && s.parkReader() {
+				return true
+			}
 		}
 		_, r, err := s.conn.Reader(context.Background())
 		if err != nil {
 			s.clientClosed = websocket.CloseStatus(err) != -1 && !s.isClosing()
 			s.log.Debug().Err(err).Msg("read ended")
-			return
+			return false
 		}
 		if !s.readMessage(r) {
-			return
+			return false
 		}
+		read++
+	}
+}
+
+// parkReader hands the idle session's socket to the server's idle watch
+// (idle_linux.go) and reports whether the reader goroutine is to exit:
+// the watch, or fail, starts a new one (wakeReader). A closing session's
+// reader does not park: it reads the close handshake.
+//
+// The reader must touch nothing of the session's once it has marked
+// itself parked, as a new reader may already run: it only registers the
+// socket, which the watch serializes.
+func (s *session) parkReader() bool {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	s.readerParked = true
+	s.srv.m.parkedReaders.Inc()
+	s.mu.Unlock()
+	if err := s.srv.idle.park(s); err != nil {
+		s.log.Debug().Err(err).Msg("reader cannot park")
+		// Go on reading, unless a new reader was started meanwhile.
+		return !s.unpark()
+	}
+	return true
+}
+
+// unpark clears the parked mark; true if the reader was parked, and so
+// whoever clears it must start one.
+func (s *session) unpark() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	was := s.readerParked
+	if was {
+		s.readerParked = false
+		s.srv.m.parkedReaders.Dec()
+	}
+	return was
+}
+
+// wakeReader starts a reader for the session if its reader is parked:
+// its socket has become readable, or the session is ending (fail, a cut
+// socket), which the new reader sees through the socket.
+func (s *session) wakeReader() {
+	if s.unpark() {
+		go s.read(false)
 	}
 }
 
@@ -219,6 +307,7 @@ func (s *session) fail(code websocket.StatusCode, reason string, flush bool) {
 	s.mu.Unlock()
 	close(s.done)
 	k.do(s)
+	s.wakeReader()
 	if code == closeTooSlow {
 		s.srv.m.slowCloses.Inc()
 	}

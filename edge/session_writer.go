@@ -466,8 +466,15 @@ func (s *session) write(buf []byte, frames int, cut *time.Timer) bool {
 	return true
 }
 
-// cutSocket closes the socket without a close handshake.
-func (s *session) cutSocket() { _ = s.conn.CloseNow() }
+// cutSocket closes the socket without a close handshake, also when one
+// is under way: coder/websocket's CloseNow then only waits for it to end
+// (up to its 5 s timeout), so the socket under it is closed first.
+func (s *session) cutSocket() {
+	if s.sock != nil {
+		_ = s.sock.Close()
+	}
+	_ = s.conn.CloseNow()
+}
 
 // closeSocket writes the last control frames if the close asks for it,
 // then runs the close handshake.

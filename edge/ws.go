@@ -60,16 +60,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(s.cfg.readLimit())
 	sess := newSession(s, conn, header, r.RemoteAddr)
-	sess.lean = lw.conn
+	sess.lean, sess.sock = lw.conn, lw.sock
 	if !s.track(sess) {
 		// Drain began during the upgrade.
 		_ = conn.Close(closeGoingAway, "node is draining")
 		return
 	}
-	go func() {
-		defer s.untrack(sess)
-		sess.run()
-	}()
+	go sess.run() // untracks the session when it ends
 }
 
 // checkOrigin mirrors websocket.Accept's origin check (same host always

@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Lean sockets: an idle WebSocket connection should cost as little memory
@@ -30,7 +32,8 @@ import (
 //   - never hands out bytes past the end of the current frame, so that
 //     between messages every unread byte is in the leanConn and the
 //     session's reader can wait there (awaitData) rather than deep inside
-//     coder/websocket, which lets the GC shrink its stack to 4 KiB.
+//     coder/websocket, which lets the GC shrink its stack to 4 KiB, and
+//     can park after a while, its goroutine gone (idle_linux.go).
 //
 // Only plain TCP connections are made lean; anything else (TLS served by
 // net/http, other platforms) keeps net/http's buffers.
@@ -51,10 +54,12 @@ var readChunks = sync.Pool{New: func() any { return new([readChunkSize]byte) }}
 
 // leanWriter is the http.ResponseWriter given to websocket.Accept: its
 // Hijack makes the connection lean. conn is the lean connection made, nil
-// when the connection could not be made lean.
+// when the connection could not be made lean; sock is the hijacked
+// socket, lean or not.
 type leanWriter struct {
 	http.ResponseWriter
 	conn *leanConn
+	sock net.Conn
 }
 
 // Hijack implements http.Hijacker.
@@ -63,6 +68,7 @@ func (w *leanWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return conn, brw, err
 	}
+	w.sock = conn
 	lc := newLeanConn(conn, brw.Reader)
 	if lc == nil {
 		return conn, brw, nil
@@ -94,6 +100,9 @@ type leanConn struct {
 	in       frameScan            // the frames read (handed out) so far
 	rerr     error                // error of the last raw read
 	final    error                // io.EOF or a read error: returned from then on
+	deadline time.Time            // the read deadline awaitData set; zero when none
+
+	watched bool // registered with the idle watch (guarded by idleWatch.mu)
 
 	held  [maxHeld]byte // bytes of an unfinished frame, not yet written
 	nheld int
@@ -138,6 +147,10 @@ func (c *leanConn) Read(p []byte) (int, error) {
 		if left := c.in.payloadLeft(); left > 0 && len(p) >= readChunkSize {
 			// Within a large payload: read it directly, up to its end.
 			n, err := c.TCPConn.Read(p[:min(uint64(len(p)), left)])
+			for n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.clearDeadlineLocked()
+				n, err = c.TCPConn.Read(p[:min(uint64(len(p)), left)])
+			}
 			c.in.advanceFrame(p[:max(n, 0)])
 			return n, err
 		}
@@ -161,21 +174,54 @@ func (c *leanConn) Read(p []byte) (int, error) {
 
 // awaitData blocks until there are bytes to read or the socket failed,
 // holding no buffer while it waits. The session's reader calls it between
-// messages, before coder/websocket's Reader, so that an idle connection
-// waits on a shallow stack (which the GC then shrinks to 4 KiB); the
-// error, if any, comes again from the next Read.
-func (c *leanConn) awaitData() {
+// messages, before coder/websocket's Reader, so that a connection without
+// traffic waits on a shallow stack (which the GC then shrinks to 4 KiB);
+// the error, if any, comes again from the next Read.
+//
+// With linger > 0 it gives up once the socket has had nothing to read for
+// linger/2 to linger, and returns true: the reader then parks
+// (session.parkReader). The deadline that bounds the wait is moved at
+// most once per linger/2, not for every message.
+func (c *leanConn) awaitData(linger time.Duration) (idle bool) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if c.chunk == nil && c.final == nil {
-		_ = c.fillLocked()
+	if c.chunk != nil || c.final != nil {
+		return false
 	}
+	if linger > 0 {
+		if now := time.Now(); c.deadline.Sub(now) < linger/2 {
+			c.deadline = now.Add(linger)
+			_ = c.TCPConn.SetReadDeadline(c.deadline)
+		}
+	}
+	err := c.fillOnceLocked()
+	return linger > 0 && errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// clearDeadlineLocked removes awaitData's deadline after it expired
+// during a read of coder/websocket's: there, it only means that the peer
+// was silent for a while.
+func (c *leanConn) clearDeadlineLocked() {
+	c.deadline = time.Time{}
+	_ = c.TCPConn.SetReadDeadline(time.Time{})
 }
 
 // fillLocked waits until the socket is readable, holding no buffer
 // meanwhile, then reads what is there (up to readChunkSize) into a pooled
-// chunk.
+// chunk. An expired idle deadline is removed and the wait goes on.
 func (c *leanConn) fillLocked() error {
+	for {
+		err := c.fillOnceLocked()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		c.clearDeadlineLocked()
+	}
+}
+
+// fillOnceLocked is fillLocked, except that it returns
+// os.ErrDeadlineExceeded when the deadline expires.
+func (c *leanConn) fillOnceLocked() error {
 	c.rerr = nil
 	if err := c.raw.Read(c.ready); err != nil {
 		return err // closed, or a deadline

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 )
 
 // wsFrame encodes one WebSocket frame with payload length n (filled with
@@ -187,7 +188,9 @@ func TestLeanConnReads(t *testing.T) {
 	// awaitData returns once more bytes come, and they are then read.
 	awaited := make(chan struct{})
 	go func() {
-		lc.awaitData()
+		if lc.awaitData(0) {
+			t.Error("awaitData without a linger reported idle")
+		}
 		close(awaited)
 	}()
 	if _, err := client.Write([]byte("more")); err != nil {
@@ -200,12 +203,75 @@ func TestLeanConnReads(t *testing.T) {
 	}
 
 	client.Close()
-	lc.awaitData() // returns at EOF too
+	if lc.awaitData(time.Hour) { // returns at EOF too
+		t.Error("awaitData at EOF reported idle")
+	}
 	if _, err := lc.Read(p); !errors.Is(err, io.EOF) {
 		t.Fatalf("read after the peer closed: %v, want EOF", err)
 	}
 	if _, err := lc.Read(p); !errors.Is(err, io.EOF) {
 		t.Fatalf("second read after the peer closed: %v, want EOF", err)
+	}
+}
+
+// TestLeanConnIdleDeadline: awaitData with a linger reports an idle
+// socket once the linger has passed without data, and the deadline it set
+// does not fail the reads that follow, neither from the read-ahead chunk
+// nor directly into a large payload: they wait for the data.
+func TestLeanConnIdleDeadline(t *testing.T) {
+	client, server := tcpPair(t)
+	lc := newLeanConn(server, bufio.NewReader(server))
+	if !lc.awaitData(20 * time.Millisecond) {
+		t.Fatal("awaitData on a silent socket did not report idle")
+	}
+
+	// The deadline has expired: a read must wait for data all the same.
+	frame := wsFrame(3*readChunkSize, true, 7)
+	hdr := headerLen(frame[:2])
+	got := make(chan []byte, 1)
+	go func() {
+		p := make([]byte, hdr+10)
+		n, err := lc.Read(p)
+		if err != nil {
+			t.Errorf("read after the idle deadline: %v", err)
+		}
+		got <- p[:n]
+	}()
+	if _, err := client.Write(frame[:hdr+10]); err != nil {
+		t.Fatal(err)
+	}
+	start := <-got
+	for len(start) > 0 && len(start) < hdr+10 { // the rest of what was sent
+		p := make([]byte, hdr+10-len(start))
+		n, err := lc.Read(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start = append(start, p[:n]...)
+	}
+	if !bytes.Equal(start, frame[:hdr+10]) {
+		t.Fatalf("read %q, want the frame's first %d bytes", start, hdr+10)
+	}
+
+	// Expire a deadline again, then read the rest of the large payload:
+	// Read takes it directly from the socket.
+	lc.rmu.Lock()
+	lc.deadline = time.Now().Add(-time.Second)
+	_ = lc.SetReadDeadline(lc.deadline)
+	lc.rmu.Unlock()
+	go func() {
+		p := make([]byte, 2*readChunkSize)
+		n, err := lc.Read(p)
+		if err != nil {
+			t.Errorf("payload read after the idle deadline: %v", err)
+		}
+		got <- p[:n]
+	}()
+	if _, err := client.Write(frame[hdr+10:]); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-got; len(p) == 0 {
+		t.Fatal("payload read returned nothing")
 	}
 }
 
