@@ -174,7 +174,7 @@ func (s *session) readLoop(first bool) (parked bool) {
 	linger := s.srv.readerLinger(s)
 	read := 0 // messages this reader goroutine has read
 	if first {
-		read = -1 // the connect frame's does not count
+		read = -1 // the connect frame does not count
 	}
 	for {
 		if s.lean != nil {
