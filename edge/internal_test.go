@@ -193,3 +193,23 @@ func FuzzParseEventID(f *testing.F) {
 		}
 	})
 }
+
+// A fresh session's writer lingers writerLinger/writerWarmup; one that
+// has written writerWarmup messages or more, all of it.
+func TestWriterLingerGrows(t *testing.T) {
+	for _, tc := range []struct {
+		written int64
+		want    time.Duration
+	}{
+		{0, writerLinger / writerWarmup},
+		{1, writerLinger / writerWarmup},
+		{writerWarmup / 2, writerLinger / 2},
+		{writerWarmup - 1, writerLinger * (writerWarmup - 1) / writerWarmup},
+		{writerWarmup, writerLinger},
+		{1 << 40, writerLinger},
+	} {
+		if got := writerLingerFor(tc.written); got != tc.want {
+			t.Errorf("writerLingerFor(%d) = %v, want %v", tc.written, got, tc.want)
+		}
+	}
+}

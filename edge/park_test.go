@@ -78,6 +78,26 @@ func TestIdleReaderParks(t *testing.T) {
 	}
 }
 
+// TestFreshReaderParksSoon: a fresh connection that has only connected
+// and subscribed parks after a tenth of the linger. With a linger longer
+// than waitFor's patience, only that rule can park it in time.
+func TestFreshReaderParksSoon(t *testing.T) {
+	n := edgetest.Start(t)
+	edge.SetReaderLinger(n.Server(), 2*readTimeout)
+	c := connectWS(t, n, n.AllToken("alice"))
+	c.sub("fresh", nil)
+	waitParked(t, n, 1)
+	// Woken by a publish, the reader is no longer fresh: it reads the
+	// publish and lingers the whole time, so it still runs once the ack
+	// is in.
+	if ack := c.pub("fresh", "", `{"n":1}`); ack.Seq != 1 {
+		t.Fatalf("ack: seq %d", ack.Seq)
+	}
+	if got := readersRunning(); got != 1 {
+		t.Fatalf("%d readers running after a publish, want 1", got)
+	}
+}
+
 // TestParkedReaderSeesClose: a parked connection whose client closes, with
 // a close frame or by dropping the socket, ends on the server.
 func TestParkedReaderSeesClose(t *testing.T) {

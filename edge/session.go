@@ -23,7 +23,7 @@ import (
 // after readerLinger without data (parkReader: its goroutine exits and
 // the server's idle watch starts a new one when data comes); the writer
 // (writeLoop) writes batches of control frames and messages, and exits
-// after writerLinger without work (see session_writer.go). An idle
+// after writerLingerFor without work (see session_writer.go). An idle
 // connection costs no goroutine. Publishes are handed to the router by
 // the reader and answered by the router's done callbacks, at most
 // Config.MaxInFlight in flight per session.
@@ -74,12 +74,11 @@ type session struct {
 	expiryTimer  *time.Timer
 
 	done        chan struct{} // closed by fail: the writer closes the socket
-	writerDone  chan struct{} // closed when the last writer has closed the socket
 	outFrames   atomic.Int64  // frames written, for logs
-	outMessages atomic.Int64  // WebSocket messages written, for logs
+	outMessages atomic.Int64  // WebSocket messages written, for logs (and writerLingerFor)
 
 	mu        sync.Mutex // guards everything below
-	space     sync.Cond  // on mu: signalled when the control queue empties or closing starts
+	space     sync.Cond  // on mu: signalled when the control queue empties, closing starts or the writer is done
 	ctrl      []byte     // queued control frames, '\n'-separated
 	ctrlBuf   *ctrlBuf   // where ctrl's buffer came from, if pooled
 	ctrlCount int        // frames in ctrl
@@ -93,19 +92,19 @@ type session struct {
 	closeCode    websocket.StatusCode
 	closeText    string
 	closeFlush   bool // write queued control frames before closing
+	writerDone   bool // the last writer has closed the socket (a flag, not a channel: a session is kept per idle connection)
 }
 
 func newSession(srv *Server, conn *websocket.Conn, header *auth.Principal, remote string) *session {
 	id := rand.Text()[:16]
 	s := &session{
-		srv:        srv,
-		conn:       conn,
-		id:         id,
-		log:        sessionLog{base: &srv.log, conn: id, remote: remote},
-		ctx:        srv.hardCtx,
-		header:     header,
-		done:       make(chan struct{}),
-		writerDone: make(chan struct{}),
+		srv:    srv,
+		conn:   conn,
+		id:     id,
+		log:    sessionLog{base: &srv.log, conn: id, remote: remote},
+		ctx:    srv.hardCtx,
+		header: header,
+		done:   make(chan struct{}),
 	}
 	s.space.L = &s.mu
 	return s
@@ -136,7 +135,7 @@ func (s *session) read(first bool) {
 	// The socket is closed or closing. Let the writer finish its close
 	// handshake, then stop everything the session started.
 	s.fail(closeNormal, "", false)
-	<-s.writerDone
+	s.awaitWriterDone()
 	// Publishes still in flight finish on their own: their done
 	// callbacks find the session closing and drop the results.
 	if s.connectTimer != nil {
@@ -169,7 +168,9 @@ func (s *session) read(first bool) {
 // 2 KiB deep, which keeps 8 KiB). After a while there without data the
 // reader parks, and the connection costs no goroutine at all: the while is
 // readerLinger times the messages this reader goroutine has read, at
-// least 1 and at most maxLingerFactor.
+// least 1 and at most maxLingerFactor, except on a fresh connection's
+// first reader, which waits a tenth of readerLinger until it has read more
+// than the connect frame and one frame after it.
 func (s *session) readLoop(first bool) (parked bool) {
 	linger := s.srv.readerLinger(s)
 	read := 0 // messages this reader goroutine has read
@@ -183,6 +184,14 @@ func (s *session) readLoop(first bool) (parked bool) {
 			// reader, one that wakes for a heartbeat now and then gives
 			// it up again soon.
 			wait := linger * time.Duration(min(max(read, 1), maxLingerFactor))
+			if first && read <= 1 {
+				// A fresh connection that has sent its connect and at
+				// most one frame more (its subscribe, typically) parks
+				// soon, as its writer does (writerLingerFor): while
+				// thousands of clients connect, each keeps a goroutine
+				// only briefly.
+				wait = linger / writerWarmup
+			}
 			if idle := s.lean.awaitData(wait); idle && s.parkReader() {
 				return true
 			}
@@ -370,20 +379,23 @@ func (s *session) stopExpiry() {
 	}
 }
 
-// strikes counts events in a fixed window, to spot abuse.
+// strikes counts events in a fixed window, to spot abuse. It is 16 bytes
+// (Unix nanoseconds rather than a time.Time): every session has two.
 type strikes struct {
-	start time.Time
-	n     int
+	start int64 // the window's start, Unix nanoseconds
+	n     int32
 }
 
 // add counts one event at now and reports whether more than limit fell in
 // the current window.
 func (k *strikes) add(now time.Time, limit int) bool {
-	if now.Sub(k.start) > abuseWindow {
-		k.start, k.n = now, 0
+	if t := now.UnixNano(); t-k.start > int64(abuseWindow) {
+		k.start, k.n = t, 0
 	}
-	k.n++
-	return k.n > limit
+	if k.n <= int32(limit) {
+		k.n++ // stops past the limit: it cannot wrap
+	}
+	return int(k.n) > limit
 }
 
 // sessionLog logs with the session's conn and remote fields. It adds them

@@ -150,7 +150,7 @@ func (k writerKick) do(s *session) {
 
 // retireWriter ends the writer goroutine's life if there is still nothing
 // to do: it gives up the writer role and the control queue buffer, and
-// reports true. The writer calls it after parking writerLinger for work.
+// reports true. The writer calls it after parking writerLingerFor for work.
 func (s *session) retireWriter() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,6 +162,24 @@ func (s *session) retireWriter() bool {
 	s.releaseCtrlLocked()
 	s.dirty = nil
 	return true
+}
+
+// markWriterDone records that the last writer has closed the socket, for
+// the teardown waiting in awaitWriterDone.
+func (s *session) markWriterDone() {
+	s.mu.Lock()
+	s.writerDone = true
+	s.space.Broadcast()
+	s.mu.Unlock()
+}
+
+// awaitWriterDone waits until the last writer has closed the socket.
+func (s *session) awaitWriterDone() {
+	s.mu.Lock()
+	for !s.writerDone {
+		s.space.Wait()
+	}
+	s.mu.Unlock()
 }
 
 // queueMode says what enqueue does when the control queue is full or the
@@ -356,10 +374,25 @@ var writerScratches = sync.Pool{New: func() any {
 // goroutine only.
 const writerLinger = time.Second
 
+// writerWarmup is how many WebSocket messages a session writes before its
+// writers linger the whole writerLinger. A fresh connection's writer,
+// which has written the connect and subscribe replies, exits after a
+// tenth of it: while thousands of clients connect, every connection
+// keeps a writer goroutine only briefly (each goroutine the node ever ran
+// at once leaves a g of about 480 bytes the runtime never frees), and a
+// connection with traffic soon writes enough to keep its writer.
+const writerWarmup = 10
+
+// writerLingerFor returns how long a writer of a session that has written
+// written messages waits for work before it exits.
+func writerLingerFor(written int64) time.Duration {
+	return writerLinger * time.Duration(min(max(written, 1), writerWarmup)) / writerWarmup
+}
+
 // writeLoop is the session's writer: it writes everything ready (control
 // frames first, then messages pulled from dirty subscriptions) as
 // '\n'-joined frames in one WebSocket message of about batchBytes at most,
-// then waits for wake. After writerLinger without work it exits, and
+// then waits for wake. After writerLingerFor without work it exits, and
 // kickLocked starts another when work comes. On fail it closes the socket.
 func (s *session) writeLoop(wake chan struct{}) {
 	w := writerScratches.Get().(*writerScratch)
@@ -375,7 +408,7 @@ func (s *session) writeLoop(wake chan struct{}) {
 		w.dirty = dirty[:0]
 		switch step {
 		case stepIdle:
-			linger.Reset(writerLinger)
+			linger.Reset(writerLingerFor(s.outMessages.Load()))
 			select {
 			case <-wake:
 			case <-s.done:
@@ -389,7 +422,7 @@ func (s *session) writeLoop(wake chan struct{}) {
 			continue
 		case stepClose:
 			s.closeSocket(buf, cut)
-			close(s.writerDone)
+			s.markWriterDone()
 			w.buf = buf[:0]
 			writerScratches.Put(w)
 			return
@@ -430,7 +463,7 @@ func (s *session) writeLoop(wake chan struct{}) {
 		if len(buf) > 0 {
 			if !s.write(buf, frames, cut) {
 				// fail was called: no writer starts again.
-				close(s.writerDone)
+				s.markWriterDone()
 				return
 			}
 		}

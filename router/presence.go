@@ -175,11 +175,60 @@ type homeRoom struct {
 	dirty map[string]struct{}
 }
 
-// homeUser is one user's connection counts per node.
+// homeUser is one user's connections in a room, counted per node.
+// Nearly every user is connected through one node, so the first node's
+// count is kept inline and a map is made only when another node has
+// connections of the same user too: a home holds one homeUser per member
+// of each of its rooms, and the map was most of its size.
 type homeUser struct {
-	byNode    map[mesh.NodeID]int
+	node      mesh.NodeID         // the node of the inline count, when conns > 0
+	conns     int                 // node's connections
+	others    map[mesh.NodeID]int // every other node's (> 0); nil until needed
 	total     int
 	announced bool // the last flushed change was a join
+}
+
+// count returns node's connections of the user.
+func (u *homeUser) count(node mesh.NodeID) int {
+	if u.conns > 0 && node == u.node {
+		return u.conns
+	}
+	return u.others[node]
+}
+
+// setCount sets node's connections of the user to n (n <= 0 removes them).
+func (u *homeUser) setCount(node mesh.NodeID, n int) {
+	n = max(n, 0)
+	u.total += n - u.count(node)
+	switch {
+	case u.conns > 0 && node == u.node:
+		u.conns = n
+	case u.conns > 0 || u.others[node] > 0:
+		if n == 0 {
+			delete(u.others, node)
+			return
+		}
+		if u.others == nil {
+			u.others = make(map[mesh.NodeID]int, 1)
+		}
+		u.others[node] = n
+	default:
+		u.node, u.conns = node, n
+	}
+}
+
+// appendNodes appends the nodes with connections of the user that dst
+// does not list yet.
+func (u *homeUser) appendNodes(dst []mesh.NodeID) []mesh.NodeID {
+	if u.conns > 0 && !slices.Contains(dst, u.node) {
+		dst = append(dst, u.node)
+	}
+	for n := range u.others {
+		if !slices.Contains(dst, n) {
+			dst = append(dst, n)
+		}
+	}
+	return dst
 }
 
 func newHomePresence() *homePresence {
@@ -201,16 +250,10 @@ func (h *homePresence) set(room, user string, node mesh.NodeID, conns int) {
 		if conns <= 0 {
 			return
 		}
-		u = &homeUser{byNode: make(map[mesh.NodeID]int, 1)}
+		u = &homeUser{}
 		hr.users[user] = u
 	}
-	u.total -= u.byNode[node]
-	if conns > 0 {
-		u.byNode[node] = conns
-		u.total += conns
-	} else {
-		delete(u.byNode, node)
-	}
+	u.setCount(node, conns)
 	hr.dirty[user] = struct{}{}
 }
 
@@ -219,7 +262,7 @@ func (h *homePresence) set(room, user string, node mesh.NodeID, conns int) {
 func (h *homePresence) replaceNode(room string, node mesh.NodeID, counts []userCount) {
 	if hr := h.rooms[room]; hr != nil {
 		for user, u := range hr.users {
-			if u.byNode[node] > 0 {
+			if u.count(node) > 0 {
 				h.set(room, user, node, 0)
 			}
 		}
@@ -233,7 +276,7 @@ func (h *homePresence) replaceNode(room string, node mesh.NodeID, counts []userC
 func (h *homePresence) dropNode(node mesh.NodeID) {
 	for room, hr := range h.rooms {
 		for user, u := range hr.users {
-			if u.byNode[node] > 0 {
+			if u.count(node) > 0 {
 				h.set(room, user, node, 0)
 			}
 		}
@@ -312,11 +355,7 @@ func (h *homePresence) nodes(room string, dst []mesh.NodeID) []mesh.NodeID {
 		return dst
 	}
 	for _, u := range hr.users {
-		for n := range u.byNode {
-			if !slices.Contains(dst, n) {
-				dst = append(dst, n)
-			}
-		}
+		dst = u.appendNodes(dst)
 	}
 	return dst
 }

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -243,5 +245,41 @@ func TestHomeReceipts(t *testing.T) {
 	}
 	if evs := h.flush("r", nil, 1000); len(evs) != 10 {
 		t.Fatalf("second flush sent %d, want 10", len(evs))
+	}
+}
+
+// homeUser keeps one node's count inline and the others in a map; any
+// sequence of counts must read back as a plain map of them would.
+func TestHomeUserCounts(t *testing.T) {
+	nodes := []mesh.NodeID{"a", "b", "c"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		var u homeUser
+		want := map[mesh.NodeID]int{}
+		for range 20 {
+			node, n := nodes[rng.IntN(len(nodes))], rng.IntN(4)-1 // -1: removed, as 0
+			u.setCount(node, n)
+			if n > 0 {
+				want[node] = n
+			} else {
+				delete(want, node)
+			}
+			total := 0
+			for _, node := range nodes {
+				if got := u.count(node); got != want[node] {
+					t.Fatalf("count(%s) = %d, want %d (%+v)", node, got, want[node], u)
+				}
+				total += want[node]
+			}
+			if u.total != total {
+				t.Fatalf("total = %d, want %d (%+v)", u.total, total, u)
+			}
+			got := u.appendNodes(nil)
+			slices.Sort(got)
+			wantNodes := slices.Sorted(maps.Keys(want))
+			if !slices.Equal(got, wantNodes) {
+				t.Fatalf("nodes = %v, want %v (%+v)", got, wantNodes, u)
+			}
+		}
 	}
 }

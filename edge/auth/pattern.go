@@ -87,9 +87,8 @@ type matcher struct {
 // room-name characters, patterns that use the placeholder are dropped:
 // they grant nothing, so a user id like "*" can never widen a permission.
 func compile(patterns []string, user string) *matcher {
-	m := &matcher{}
 	userOK := protocol.CheckRoom(user) == nil
-	var exact []string
+	var exact, prefixes []string
 	for _, p := range patterns {
 		if strings.Contains(p, UserPlaceholder) {
 			if !userOK {
@@ -99,10 +98,12 @@ func compile(patterns []string, user string) *matcher {
 		}
 		if body, ok := strings.CutSuffix(p, "*"); ok {
 			if body == "" {
-				m.all = true
-				continue
+				// Everything matches: the lists would never be consulted,
+				// and every such matcher is the same one (a node holds a
+				// principal per connection, most of them with "*").
+				return matchAll
 			}
-			m.prefixes = append(m.prefixes, body)
+			prefixes = append(prefixes, body)
 			continue
 		}
 		if len(p) > protocol.MaxRoomLen {
@@ -110,11 +111,10 @@ func compile(patterns []string, user string) *matcher {
 		}
 		exact = append(exact, p)
 	}
-	if m.all {
-		// Everything matches: the lists would never be consulted.
-		m.prefixes = nil
-		return m
+	if len(exact) == 0 && len(prefixes) == 0 {
+		return nil // matches nothing
 	}
+	m := &matcher{prefixes: prefixes}
 	if len(exact) > linearExact {
 		m.exactSet = make(map[string]struct{}, len(exact))
 		for _, e := range exact {
@@ -126,7 +126,8 @@ func compile(patterns []string, user string) *matcher {
 	return m
 }
 
-// match reports whether room is covered. It does not allocate.
+// match reports whether room is covered; a nil matcher covers nothing.
+// It does not allocate.
 func (m *matcher) match(room string) bool {
 	if m == nil {
 		return false
@@ -152,5 +153,7 @@ func (m *matcher) match(room string) bool {
 	return false
 }
 
-// matchAll is the matcher of "*", shared by dev principals.
+// matchAll is the matcher of "*", shared by every principal that has it
+// (dev principals, and tokens with "*" patterns): matchers are never
+// changed once compiled.
 var matchAll = &matcher{all: true}

@@ -156,3 +156,21 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per check", allocs)
 	}
 }
+
+// A node keeps a principal per connection: a token with "*" (or no)
+// patterns shares the one "*" matcher (or has none) rather than
+// allocating its own.
+func TestCompileSharesTrivialMatchers(t *testing.T) {
+	if m := compile([]string{"chat:*", "*"}, "u"); m != matchAll {
+		t.Fatalf(`compile("*") = %p, want the shared matchAll %p`, m, matchAll)
+	}
+	for _, patterns := range [][]string{nil, {"dm:{user}"}} {
+		if m := compile(patterns, "*"); m != nil {
+			t.Fatalf("compile(%q) for user * = %+v, want nil (matches nothing)", patterns, m)
+		}
+	}
+	allocs := testing.AllocsPerRun(100, func() { _ = compile([]string{"*"}, "u") })
+	if allocs != 0 {
+		t.Fatalf(`compile("*") allocates %v times`, allocs)
+	}
+}
