@@ -46,7 +46,9 @@
 // ("!! LOST 3 messages") and makes the run exit with an error.
 //
 // Resources: with --spawn (or --server-pid for a local server) the
-// server's CPU time and resident memory come from /proc; the harness's own
+// server's resident memory comes from /proc and its CPU time from its
+// CPU-time clock (to the nanosecond; /proc counts 10 ms ticks, which a
+// short, light run rounds to 0); the harness's own
 // CPU time (getrusage) is printed next to it, so a saturated harness (its
 // CPU use near its cores) is visible rather than read as a slow server.
 // --server-cpu and --bench-cpu pin the two to separate CPUs. The harness

@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"reflect"
 	"testing"
 	"time"
@@ -67,5 +70,48 @@ func TestSourceIP(t *testing.T) {
 		if got := sourceIP(tt.i, tt.n).String(); got != tt.want {
 			t.Errorf("sourceIP(%d, %d) = %s, want %s", tt.i, tt.n, got, tt.want)
 		}
+	}
+}
+
+// processCPU reads another process's CPU time to the nanosecond, and
+// agrees with /proc's tick-counted utime + stime.
+func TestProcessCPU(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	var cpu time.Duration
+	for cpu < 50*time.Millisecond { // the child spins: this comes
+		c, ok := processCPU(pid)
+		if !ok {
+			t.Fatal("cannot read a child's CPU clock")
+		}
+		if c < cpu {
+			t.Fatalf("CPU went back: %v after %v", c, cpu)
+		}
+		cpu = c
+		time.Sleep(time.Millisecond)
+	}
+	if cpu%(10*time.Millisecond) == 0 {
+		t.Errorf("CPU %v is a whole number of ticks: not the precise clock", cpu)
+	}
+	before, _ := processCPU(pid)
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := processCPU(pid)
+	// Ticks are sampled on the scheduler tick: allow a few of them.
+	if ticks < before-50*time.Millisecond || ticks > after+50*time.Millisecond {
+		t.Fatalf("/proc says %v, the CPU clock %v..%v", ticks, before, after)
+	}
+	if _, ok := processCPU(1 << 27); ok { // above any pid_max (at most 1<<22)
+		t.Fatal("read the CPU clock of a process that does not exist")
 	}
 }
