@@ -92,6 +92,10 @@ func (r *Router) addRelayInterest(name string, peer mesh.NodeID, token uint64) (
 			rm.subsMu.Unlock()
 			continue
 		}
+		if !r.isMember(peer) {
+			rm.subsMu.Unlock()
+			return 0, 0, errNotMember(peer)
+		}
 		if rm.interest == nil {
 			rm.interest = make(map[mesh.NodeID]uint64)
 		}
@@ -119,6 +123,10 @@ func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch
 			rm.subsMu.Unlock()
 			continue
 		}
+		if !r.isMember(peer) {
+			rm.subsMu.Unlock()
+			return 0, 0, 0, errNotMember(peer)
+		}
 		if rm.interest == nil {
 			rm.interest = make(map[mesh.NodeID]uint64)
 		}
@@ -129,6 +137,23 @@ func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch
 		r.logger.Debug().Str("room", name).Str("peer", string(peer)).Uint64("epoch", rm.epoch).Msg("interest added")
 		return rm.epoch, head, first, nil
 	}
+}
+
+// isMember reports whether peer is a live member in this node's view.
+//
+// Interest is only taken from members, checked under the room's subsMu:
+// a membership change stores its view before it drops the interest of
+// the peers that are gone (applyViewLocked, under each room's subsMu), so
+// an interest frame that arrives after the change, from a node that has
+// left (a relay handing its replica to the home on its way out), is
+// refused rather than kept, and pushed to, for ever.
+func (r *Router) isMember(peer mesh.NodeID) bool { return r.view.Load().live[peer] }
+
+// errNotMember is the refusal of a request from a node that is not a
+// member in this node's view (it left, or has not been seen joining yet:
+// it asks again).
+func errNotMember(peer mesh.NodeID) error {
+	return fmt.Errorf("%w: %s is not a member", ErrUnavailable, peer)
 }
 
 // serveDrop ends a peer's interest, if the token is still the current
