@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,28 +77,35 @@ func TestSourceIP(t *testing.T) {
 // processCPU reads another process's CPU time to the nanosecond, and
 // agrees with /proc's tick-counted utime + stime.
 func TestProcessCPU(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "while :; do :; done")
+	// The child spins for a few hundred milliseconds of CPU, says so,
+	// then blocks on its stdin: its CPU time no longer moves.
+	cmd := exec.Command("sh", "-c", `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo spun; read x`)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "spun\n" {
+		t.Fatalf("child: %q, %v", line, err)
+	}
 	pid := cmd.Process.Pid
-	var cpu time.Duration
-	for cpu < 50*time.Millisecond { // the child spins: this comes
-		c, ok := processCPU(pid)
-		if !ok {
-			t.Fatal("cannot read a child's CPU clock")
-		}
-		if c < cpu {
-			t.Fatalf("CPU went back: %v after %v", c, cpu)
-		}
-		cpu = c
-		time.Sleep(time.Millisecond)
+	cpu, ok := processCPU(pid)
+	if !ok {
+		t.Fatal("cannot read a child's CPU clock")
+	}
+	if cpu < 10*time.Millisecond {
+		t.Fatalf("child spun, CPU clock says %v", cpu)
 	}
 	if cpu%(10*time.Millisecond) == 0 {
 		t.Errorf("CPU %v is a whole number of ticks: not the precise clock", cpu)
 	}
-	before, _ := processCPU(pid)
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -106,10 +114,9 @@ func TestProcessCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, _ := processCPU(pid)
-	// Ticks are sampled on the scheduler tick: allow a few of them.
-	if ticks < before-50*time.Millisecond || ticks > after+50*time.Millisecond {
-		t.Fatalf("/proc says %v, the CPU clock %v..%v", ticks, before, after)
+	// /proc's figure is sampled on the scheduler's tick: allow a few.
+	if d := ticks - cpu; d < -50*time.Millisecond || d > 50*time.Millisecond {
+		t.Fatalf("/proc says %v, the CPU clock %v", ticks, cpu)
 	}
 	if _, ok := processCPU(1 << 27); ok { // above any pid_max (at most 1<<22)
 		t.Fatal("read the CPU clock of a process that does not exist")

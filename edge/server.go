@@ -192,6 +192,12 @@ const defaultReaderLinger = time.Second
 // messages it has read.
 const maxLingerFactor = 5
 
+// freshLingerDivisor shortens the linger of a fresh connection's first
+// reader until it has read more than its handshake (see
+// session.readLoop): while thousands of clients connect, each one keeps
+// a goroutine only briefly.
+const freshLingerDivisor = 10
+
 // track registers a new session; false once the server drains.
 func (s *Server) track(sess *session) bool {
 	s.mu.Lock()

@@ -187,10 +187,8 @@ func (s *session) readLoop(first bool) (parked bool) {
 			if first && read <= 1 {
 				// A fresh connection that has sent its connect and at
 				// most one frame more (its subscribe, typically) parks
-				// soon, as its writer does (writerLingerFor): while
-				// thousands of clients connect, each keeps a goroutine
-				// only briefly.
-				wait = linger / writerWarmup
+				// soon, as its writer exits soon (writerLingerFor).
+				wait = linger / freshLingerDivisor
 			}
 			if idle := s.lean.awaitData(wait); idle && s.parkReader() {
 				return true
