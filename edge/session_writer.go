@@ -528,8 +528,6 @@ func (s *session) closeSocket(spare []byte, cut *time.Timer) {
 // encodeMsg is the msg frame encoder given to router.Message.Encoded: each
 // message is encoded once and the bytes shared by every subscriber.
 func encodeMsg(m *router.Message) []byte {
-	b := make([]byte, 0, len(m.Data)+len(m.Room)+len(m.From)+len(m.Key)+96)
-	return protocol.AppendMsg(b, &protocol.Msg{
-		Room: m.Room, Epoch: m.Epoch, Seq: m.Seq, TS: m.TS, From: m.From, Key: m.Key, Data: m.Data,
-	})
+	pm := protocol.Msg{Room: m.Room, Epoch: m.Epoch, Seq: m.Seq, TS: m.TS, From: m.From, Key: m.Key, Data: m.Data}
+	return protocol.AppendMsg(make([]byte, 0, protocol.MsgCap(&pm)), &pm)
 }

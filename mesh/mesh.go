@@ -196,6 +196,13 @@ func (m *Mesh) start() error {
 	mc.AdvertiseAddr = m.advertise.Addr().String()
 	mc.AdvertisePort = int(m.advertise.Port())
 	mc.SecretKey = key
+	// No LZW: memberlist makes a 72 KB compressor for every message it
+	// compresses (each probe, each push-pull), which under arena dev's
+	// timing was half of everything a node allocated while carrying
+	// 1,000 msg/s, and so half of its garbage collections. Gossip
+	// messages are a few hundred bytes; receivers still take compressed
+	// ones from nodes that send them.
+	mc.EnableCompression = false
 	mc.Delegate = delegate{m}
 	mc.Events = delegate{m}
 	mc.Logger = log.New(memberlistLog{m}, "", 0)

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
 	"unicode/utf8"
 )
@@ -137,4 +138,22 @@ func jsonEqual(a, b []byte) bool {
 	ja, _ := json.Marshal(va)
 	jb, _ := json.Marshal(vb)
 	return bytes.Equal(ja, jb)
+}
+
+// A buffer of MsgCap's capacity takes the frame without growing, for the
+// widest numbers, with and without a key, as long as nothing needs an
+// escape.
+func TestMsgCapHoldsTheFrame(t *testing.T) {
+	for _, m := range []*Msg{
+		{Room: "r", Epoch: 1, Seq: 1, TS: 0, From: "a", Data: json.RawMessage(`1`)},
+		{Room: "chat:lobby", Epoch: 1700000000000000, Seq: 42, TS: 1700000000123, From: "alice", Data: json.RawMessage(`{"p":3,"x":"xxxx"}`)},
+		{Room: "r", Epoch: math.MaxUint64, Seq: math.MaxUint64, TS: math.MinInt64, From: "bob", Key: "k-1", Data: json.RawMessage(`[1,2,3]`)},
+		{Room: "r", Epoch: math.MaxUint64, Seq: math.MaxUint64, TS: math.MaxInt64, From: "", Key: "", Data: nil},
+	} {
+		buf := make([]byte, 0, MsgCap(m))
+		out := AppendMsg(buf, m)
+		if cap(out) != cap(buf) || &out[:1][0] != &buf[:1][0] {
+			t.Errorf("%+v: the frame (%d bytes) outgrew MsgCap %d", m, len(out), MsgCap(m))
+		}
+	}
 }

@@ -183,6 +183,19 @@ func Encode(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// msgOverhead is the most AppendMsg writes besides m's strings and data:
+// its fixed text (with a key) and three numbers of at most 20 digits or
+// sign.
+const msgOverhead = len(`{"op":"msg","room":"","epoch":,"seq":,"ts":,"from":"","key":"","data":}`) + 3*20
+
+// MsgCap returns a capacity that holds m's msg frame (AppendMsg) without
+// growing when none of its strings or data needs an escape, which is
+// nearly always: a buffer one size too small costs a second allocation
+// and copy per message.
+func MsgCap(m *Msg) int {
+	return len(m.Room) + len(m.From) + len(m.Key) + len(m.Data) + msgOverhead
+}
+
 // AppendMsg appends the live msg frame for m to b and returns the extended
 // buffer. It writes byte for byte the JSON encoding/json writes for a Msg
 // with "op":"msg" first, without going through reflection: the hot path
