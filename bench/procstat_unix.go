@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"runtime"
 	"syscall"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 func processCPU(pid int) (cpu time.Duration, ok bool) {
 	clock := int32(unix.CLOCK_PROCESS_CPUTIME_ID)
 	if pid != 0 {
+		if runtime.GOOS != "linux" {
+			return 0, false // the encoding below is Linux's
+		}
 		// The kernel's MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED).
 		const cpuclockSched = 2
 		clock = int32(^pid)<<3 | cpuclockSched
