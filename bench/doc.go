@@ -50,7 +50,8 @@
 // CPU-time clock (to the nanosecond; /proc counts 10 ms ticks, which a
 // short, light run rounds to 0); the harness's own
 // CPU time (getrusage) is printed next to it, so a saturated harness (its
-// CPU use near its cores) is visible rather than read as a slow server.
+// CPU use near its cores) is visible rather than read as a slow server; at
+// 90% of its CPUs or more a note says so.
 // --server-cpu and --bench-cpu pin the two to separate CPUs. The harness
 // raises its open-file limit to the hard limit and spreads its
 // connections to a loopback target over 127.0.0.1, 127.0.0.2, ...

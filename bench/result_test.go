@@ -99,3 +99,25 @@ func TestPrintTableIsLoud(t *testing.T) {
 		t.Errorf("table raises an alarm for a zero count:\n%s", out)
 	}
 }
+
+// A harness that used 90% or more of the CPUs it had is called out in a
+// note, since its own queueing is then in the latencies.
+func TestHarnessSaturation(t *testing.T) {
+	for _, tc := range []struct {
+		use  float64
+		cpus int
+		want bool
+	}{
+		{99.6, 1, true},
+		{90, 1, true},
+		{89.9, 1, false},
+		{150, 2, false},
+		{185, 2, true},
+		{50, 0, false},
+	} {
+		note, got := harnessSaturation(tc.use, tc.cpus)
+		if got != tc.want || got != (note != "") {
+			t.Errorf("harnessSaturation(%v, %d) = %q, %v; want saturated %v", tc.use, tc.cpus, note, got, tc.want)
+		}
+	}
+}

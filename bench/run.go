@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,9 +245,27 @@ func (r *run) resourceFigures(res *Result, a, b sample) {
 		res.Notes = append(res.Notes, "server cpu and memory not measured: "+err.Error())
 	}
 	cpu := b.benchCPU - a.benchCPU
+	use := 100 * cpu.Seconds() / wall.Seconds()
 	res.add("bench cpu", cpu.Seconds(), "s", "")
-	res.add("bench cpu use", 100*cpu.Seconds()/wall.Seconds(), "% of a core", "")
+	res.add("bench cpu use", use, "% of a core", "")
 	res.add("bench rss", float64(b.benchRSS)/(1<<20), "MiB", "")
+	if note, saturated := harnessSaturation(use, runtime.GOMAXPROCS(0)); saturated {
+		res.Notes = append(res.Notes, note)
+	}
+}
+
+// saturatedUse is the share of its CPUs (percent) past which the harness
+// counts as saturated: its own queueing is then in the latencies.
+const saturatedUse = 90
+
+// harnessSaturation returns a note when the harness used use percent of
+// one core with cpus CPUs to run on, and that is saturatedUse percent of
+// them or more.
+func harnessSaturation(use float64, cpus int) (string, bool) {
+	if cpus < 1 || use < saturatedUse*float64(cpus) {
+		return "", false
+	}
+	return fmt.Sprintf("the harness used %.0f%% of a core with %d to run on: it is saturated, and the latencies include its own queueing (give it more CPUs with --bench-cpu, or lower the load)", use, cpus), true
 }
 
 // waitUntil polls cond every 10 ms until it holds or d passes, and
