@@ -396,28 +396,50 @@ func writerLingerFor(written int64) time.Duration {
 // kickLocked starts another when work comes. On fail it closes the socket.
 func (s *session) writeLoop(wake chan struct{}) {
 	w := writerScratches.Get().(*writerScratch)
-	linger := time.NewTimer(writerLinger)
+	// The linger is timed without a timer operation per delivery: the
+	// writer notes when it last had work, and one timer, armed at most
+	// once per linger, wakes it to look (a writer of a busy connection
+	// goes idle after every message: re-arming a timer each time was a
+	// few percent of a node's CPU in fan-out).
+	var lingerArmed atomic.Bool
+	linger := time.AfterFunc(time.Hour, func() {
+		lingerArmed.Store(false)
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
+	linger.Stop()
 	defer linger.Stop()
-	// cut bounds each write (see write); one timer per writer, re-armed
-	// for every write rather than made anew.
-	cut := time.AfterFunc(time.Hour, s.cutSocket)
-	cut.Stop()
-	defer cut.Stop()
+	lastWork, worked := time.Now(), false
+	// cut bounds each write (see write).
+	cut := s.startWriteWatch()
+	defer cut.stop()
 	for {
 		buf, frames, dirty, step := s.nextWork(w.buf[:0], w.dirty)
 		w.dirty = dirty[:0]
 		switch step {
 		case stepIdle:
-			linger.Reset(writerLingerFor(s.outMessages.Load()))
-			select {
-			case <-wake:
-			case <-s.done:
-			case <-linger.C:
+			now := time.Now()
+			if worked {
+				lastWork, worked = now, false
+			}
+			d := writerLingerFor(s.outMessages.Load())
+			if idle := now.Sub(lastWork); idle >= d {
 				if s.retireWriter() {
 					w.buf = buf[:0]
 					writerScratches.Put(w)
 					return
 				}
+				worked = true // work came meanwhile: the linger starts again
+				continue
+			} else if !lingerArmed.Load() {
+				lingerArmed.Store(true)
+				linger.Reset(d - idle)
+			}
+			select {
+			case <-wake:
+			case <-s.done:
 			}
 			continue
 		case stepClose:
@@ -467,6 +489,7 @@ func (s *session) writeLoop(wake chan struct{}) {
 				return
 			}
 		}
+		worked = true
 		w.buf = buf[:0]
 		if cap(w.buf) > 4*batchBytes {
 			w.buf = nil
@@ -475,17 +498,17 @@ func (s *session) writeLoop(wake chan struct{}) {
 }
 
 // write writes one WebSocket message of frames frames, bounded by the
-// write timeout: cut, armed for the write, closes the socket when it
-// fires. false means the socket is gone.
-func (s *session) write(buf []byte, frames int, cut *time.Timer) bool {
+// write timeout: cut closes the socket when the write takes that long.
+// false means the socket is gone.
+func (s *session) write(buf []byte, frames int, cut *writeWatch) bool {
 	// The timeout closes the socket itself rather than through a context:
 	// coder/websocket keeps the context of the last write until the next
 	// one, which would cost an idle session a timerCtx and its channel
 	// (and a context derived from s.ctx would keep a children map in
 	// s.ctx). Server.cutSessions closes the socket on a hard stop.
-	cut.Reset(s.srv.cfg.WriteTimeout)
+	cut.begin()
 	err := s.conn.Write(context.Background(), websocketText, buf)
-	cut.Stop()
+	cut.end()
 	if err != nil {
 		s.log.Debug().Err(err).Msg("write failed")
 		s.fail(closeNormal, "", false)
@@ -497,6 +520,62 @@ func (s *session) write(buf []byte, frames int, cut *time.Timer) bool {
 	s.outMessages.Add(1)
 	s.outFrames.Add(int64(frames))
 	return true
+}
+
+// writeWatch bounds the writes of one writer goroutine by
+// Config.WriteTimeout without a timer operation per write: a write notes
+// when it began, and one timer, alive as long as the writer, looks at it
+// at least once per timeout and cuts the socket (cutSocket) when a write
+// has gone on that long. It re-arms itself for exactly when the write in
+// progress would reach the timeout, so the cut comes as late as with a
+// timer per write, never later. (Re-arming a timer for every write and
+// stopping it after was a few percent of a node's CPU in fan-out, where
+// each delivery is a write of its own.)
+type writeWatch struct {
+	s       *session
+	timeout time.Duration
+	base    time.Time    // began holds time since base (monotonic)
+	began   atomic.Int64 // when the write in progress began, +1; 0: none
+	alive   atomic.Bool  // the writer runs: the timer re-arms itself
+	timer   *time.Timer
+}
+
+// startWriteWatch starts the write watch of a new writer goroutine.
+func (s *session) startWriteWatch() *writeWatch {
+	w := &writeWatch{s: s, timeout: s.srv.cfg.WriteTimeout, base: time.Now()}
+	w.alive.Store(true)
+	w.timer = time.AfterFunc(w.timeout, w.check)
+	return w
+}
+
+// begin and end bracket a write.
+func (w *writeWatch) begin() { w.began.Store(int64(time.Since(w.base)) + 1) }
+func (w *writeWatch) end()   { w.began.Store(0) }
+
+// stop ends the watch when its writer exits. A check already running may
+// arm the timer once more; it then finds the watch stopped.
+func (w *writeWatch) stop() {
+	w.alive.Store(false)
+	w.timer.Stop()
+}
+
+// check runs on the timer: it cuts a write that has gone on for the
+// timeout, and otherwise arms the timer for when the write in progress
+// would reach it (or a whole timeout, with none in progress).
+func (w *writeWatch) check() {
+	if !w.alive.Load() {
+		return
+	}
+	next := w.timeout
+	if began := w.began.Load(); began != 0 {
+		took := time.Since(w.base) - time.Duration(began-1)
+		if took >= w.timeout {
+			w.s.cutSocket()
+			return
+		}
+		next = w.timeout - took
+	}
+	w.timer.Reset(next)
 }
 
 // cutSocket closes the socket without a close handshake, also when one
@@ -511,7 +590,7 @@ func (s *session) cutSocket() {
 
 // closeSocket writes the last control frames if the close asks for it,
 // then runs the close handshake.
-func (s *session) closeSocket(spare []byte, cut *time.Timer) {
+func (s *session) closeSocket(spare []byte, cut *writeWatch) {
 	s.mu.Lock()
 	code, text, flush := s.closeCode, s.closeText, s.closeFlush
 	s.mu.Unlock()

@@ -285,3 +285,30 @@ func TestFallOutOfRetentionCloses4010(t *testing.T) {
 	}
 	t.Logf("received %d messages before 4010", next-1)
 }
+
+// TestWriteTimeoutCutsStalledReader: a subscriber that stops reading
+// altogether is cut once a write to it has gone on for WriteTimeout (the
+// writer's write watch), not closed as too slow; its publisher goes on.
+func TestWriteTimeoutCutsStalledReader(t *testing.T) {
+	n := edgetest.Start(t, edgetest.WithConfig(func(c *edge.Config) {
+		c.PublishRate = 1e6
+		c.WriteTimeout = 300 * time.Millisecond
+	}))
+	tok := n.AllToken("alice")
+	slow := dialSmallBuffer(t, n, tok)
+	slow.sub("stall", nil)
+	pub := connectWS(t, n, tok)
+	data := `"` + strings.Repeat("x", 16<<10) + `"`
+	// Each look publishes one more message, until the socket's buffers
+	// are full, a write blocks, and the watch cuts the socket.
+	waitFor(t, "the stalled subscriber to be cut", func() bool {
+		pub.pub("stall", "", data)
+		return metricValue(t, n, "arena_edge_connections") == 1
+	})
+	if got := metricValue(t, n, "arena_edge_slow_closes_total"); got != 0 {
+		t.Fatalf("%v sessions closed as too slow, want the write timeout to cut it", got)
+	}
+	if ack := pub.pub("stall", "", `{"after":1}`); ack.Op != protocol.OpAck {
+		t.Fatalf("publish after the cut: %+v", ack)
+	}
+}
