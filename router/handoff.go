@@ -184,7 +184,7 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 			return nil
 		case err == nil && res.f.Code == codeEpoch:
 			return fmt.Errorf("hand over room %q: %s holds the room already", mv.name, mv.to)
-		case errors.Is(err, ErrClosed), !r.view.Load().live[mv.to]:
+		case errors.Is(err, ErrClosed), !r.isMember(mv.to):
 			return fmt.Errorf("hand over room %q to %s: %w", mv.name, mv.to, ErrUnavailable)
 		}
 		// Not answered, or the new home cannot take it yet: again.
@@ -419,7 +419,7 @@ func (r *Router) notify(ctx context.Context, peer mesh.NodeID, typ byte) error {
 			return ctx.Err()
 		case errors.Is(err, ErrClosed):
 			return err
-		case !r.view.Load().live[peer]:
+		case !r.isMember(peer):
 			return fmt.Errorf("%w: %s left", ErrUnavailable, peer)
 		}
 		if err := r.waitUntil(ctx, nil, time.Now().Add(retryInterval)); err != nil && ctx.Err() != nil {

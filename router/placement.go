@@ -147,6 +147,9 @@ func (r *Router) homeOf(room string) mesh.NodeID {
 	return h
 }
 
+// isMember reports whether peer is a live member in this node's view.
+func (r *Router) isMember(peer mesh.NodeID) bool { return r.view.Load().live[peer] }
+
 // isHome reports whether this node orders room's messages.
 func (r *Router) isHome(room string) bool { return r.homeOf(room) == "" }
 

@@ -346,7 +346,7 @@ func (rep *replica) endRoom(rm *room, moved bool) {
 // enqueueLive is enqueue for a peer that is live in the current view (a
 // frame for a gone peer would start a sender that nobody stops).
 func (r *Router) enqueueLive(peer mesh.NodeID, key string, frame []byte) {
-	if r.view.Load().live[peer] {
+	if r.isMember(peer) {
 		r.enqueue(peer, key, frame)
 	}
 }

@@ -139,7 +139,9 @@ func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch
 	}
 }
 
-// isMember reports whether peer is a live member in this node's view.
+// errNotMember is the refusal of an interest from a node that is not a
+// member in this node's view (it left, or has not been seen joining yet:
+// it asks again).
 //
 // Interest is only taken from members, checked under the room's subsMu:
 // a membership change stores its view before it drops the interest of
@@ -147,11 +149,6 @@ func (r *Router) addInterest(name string, peer mesh.NodeID, token uint64) (epoch
 // an interest frame that arrives after the change, from a node that has
 // left (a relay handing its replica to the home on its way out), is
 // refused rather than kept, and pushed to, for ever.
-func (r *Router) isMember(peer mesh.NodeID) bool { return r.view.Load().live[peer] }
-
-// errNotMember is the refusal of a request from a node that is not a
-// member in this node's view (it left, or has not been seen joining yet:
-// it asks again).
 func errNotMember(peer mesh.NodeID) error {
 	return fmt.Errorf("%w: %s is not a member", ErrUnavailable, peer)
 }
