@@ -507,7 +507,12 @@ func (s *session) write(buf []byte, frames int, cut *writeWatch) bool {
 	// (and a context derived from s.ctx would keep a children map in
 	// s.ctx). Server.cutSessions closes the socket on a hard stop.
 	cut.begin()
-	err := s.conn.Write(context.Background(), websocketText, buf)
+	var err error
+	if s.lean != nil {
+		err = s.lean.WriteText(buf)
+	} else {
+		err = s.conn.Write(context.Background(), websocketText, buf)
+	}
 	cut.end()
 	if err != nil {
 		s.log.Debug().Err(err).Msg("write failed")

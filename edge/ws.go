@@ -44,6 +44,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	lw := &leanWriter{ResponseWriter: w}
 	conn, err := websocket.Accept(lw, r, &websocket.AcceptOptions{
 		Subprotocols: []string{protocol.Subprotocol},
+		// The session's messages go out as plain text frames
+		// (leanConn.WriteText).
+		CompressionMode: websocket.CompressionDisabled,
 		// The origin is checked above, so that a refusal can be a 1008
 		// close rather than a bare 403.
 		InsecureSkipVerify: true,
