@@ -348,10 +348,18 @@ func (s *session) keepAlive() {
 }
 
 // readLoop reads and dispatches frames until the connection fails.
+//
+// Its reads take no context: coder/websocket registers (and then
+// removes) a context.AfterFunc on every read whose context can end, which
+// was an eighth of a receiving client's CPU when messages arrive one by
+// one (fan-out). The session's end closes the connection once instead,
+// and the read in progress fails.
 func (s *session) readLoop() error {
+	stop := context.AfterFunc(s.ctx, func() { s.conn.CloseNow() })
+	defer stop()
 	var buf bytes.Buffer
 	for {
-		_, r, err := s.conn.Reader(s.ctx)
+		_, r, err := s.conn.Reader(context.Background())
 		if err != nil {
 			return err
 		}
