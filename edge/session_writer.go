@@ -437,10 +437,11 @@ func (s *session) writeLoop(wake chan struct{}) {
 				lingerArmed.Store(true)
 				linger.Reset(d - idle)
 			}
-			select {
-			case <-wake:
-			case <-s.done:
-			}
+			// wake alone: fail, which closes s.done, kicks the writer
+			// too, and a one-channel receive costs a fraction of a select
+			// (the writer of a fan-out subscriber waits here after every
+			// delivery).
+			<-wake
 			continue
 		case stepClose:
 			s.closeSocket(buf, cut)
