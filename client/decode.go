@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/arena-mesh/arena/protocol"
 )
 
 // The reader decodes a msg frame, by far the most frequent server frame,
@@ -52,20 +54,8 @@ func decodeMsg(line []byte) (m rawMsg, ok bool) {
 	if m.seq, p, ok = field(p, `,"seq":`); !ok {
 		return m, false
 	}
-	if p, ok = bytes.CutPrefix(p, []byte(`,"ts":`)); !ok {
+	if m.ts, p, ok = signedField(p, `,"ts":`); !ok {
 		return m, false
-	}
-	neg := false
-	if len(p) > 0 && p[0] == '-' {
-		neg, p = true, p[1:]
-	}
-	var ts uint64
-	if ts, p, ok = number(p); !ok || ts > 1<<63 || (!neg && ts == 1<<63) {
-		return m, false
-	}
-	m.ts = int64(ts)
-	if neg {
-		m.ts = -m.ts
 	}
 	if p, ok = bytes.CutPrefix(p, []byte(`,"from":"`)); !ok {
 		return m, false
@@ -86,6 +76,74 @@ func decodeMsg(line []byte) (m rawMsg, ok bool) {
 		return m, false // leave odd data (and its whitespace) to encoding/json
 	}
 	return m, true
+}
+
+const ackPrefix = `{"op":"ack","id":`
+
+// decodeAck parses line into f if it is an ack frame in the layout the
+// server writes,
+//
+//	{"op":"ack","id":I,"room":"R","epoch":E,"seq":S,"ts":T[,"dup":true]}
+//
+// with a room free of escapes, and reports whether it did; f.ID then
+// points to *id. Like decodeMsg, it leaves anything else to encoding/json
+// (FuzzDecodeAck checks that both agree): a publisher gets an ack per
+// message, and encoding/json took a tenth of a publishing client's CPU.
+func decodeAck(line []byte, f *protocol.Frame, id *int64) bool {
+	p, ok := bytes.CutPrefix(line, []byte(ackPrefix))
+	if !ok {
+		return false
+	}
+	var i int64
+	if i, p, ok = signedField(p, ""); !ok {
+		return false
+	}
+	if p, ok = bytes.CutPrefix(p, []byte(`,"room":"`)); !ok {
+		return false
+	}
+	var room []byte
+	if room, p, ok = plainString(p); !ok {
+		return false
+	}
+	var epoch, seq uint64
+	if epoch, p, ok = field(p, `,"epoch":`); !ok {
+		return false
+	}
+	if seq, p, ok = field(p, `,"seq":`); !ok {
+		return false
+	}
+	var ts int64
+	if ts, p, ok = signedField(p, `,"ts":`); !ok {
+		return false
+	}
+	p, dup := bytes.CutPrefix(p, []byte(`,"dup":true`))
+	if len(p) != 1 || p[0] != '}' {
+		return false
+	}
+	*id = i
+	*f = protocol.Frame{Op: protocol.OpAck, ID: id, Room: string(room), Epoch: epoch, Seq: seq, TS: ts, Dup: dup}
+	return true
+}
+
+// signedField reads `name` followed by a JSON integer that fits in an
+// int64.
+func signedField(p []byte, name string) (int64, []byte, bool) {
+	p, ok := bytes.CutPrefix(p, []byte(name))
+	if !ok {
+		return 0, nil, false
+	}
+	neg := false
+	if len(p) > 0 && p[0] == '-' {
+		neg, p = true, p[1:]
+	}
+	v, p, ok := number(p)
+	if !ok || v > 1<<63 || (!neg && v == 1<<63) {
+		return 0, nil, false
+	}
+	if neg {
+		return -int64(v), p, true // -(1<<63) wraps to itself: math.MinInt64
+	}
+	return int64(v), p, true
 }
 
 // plainString reads the rest of a JSON string whose opening quote was

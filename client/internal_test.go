@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +382,51 @@ func TestLaggingSubscriptionReportsLostNotices(t *testing.T) {
 	case ev := <-s.ch:
 		t.Errorf("event %v after notices-lost, which must come last", ev.Kind)
 	default:
+	}
+}
+
+// FuzzDecodeAck checks the reader's ack fast path against encoding/json:
+// whenever decodeAck accepts a frame, encoding/json decodes it to the
+// same frame.
+func FuzzDecodeAck(f *testing.F) {
+	f.Add(`{"op":"ack","id":7,"room":"chat:x","epoch":1700000000000000,"seq":42,"ts":1700000000123}`)
+	f.Add(`{"op":"ack","id":9223372036854775807,"room":"é","epoch":18446744073709551615,"seq":1,"ts":-9223372036854775808,"dup":true}`)
+	f.Add(`{"op":"ack","id":-1,"room":"r","epoch":1,"seq":1,"ts":-0}`)
+	f.Add(`{"op":"ack","id":1,"room":"a\"b","epoch":1,"seq":1,"ts":1}`)
+	f.Add(`{"op":"ack","id":1,"room":"r","epoch":1,"seq":1,"ts":1,"dup":false}`)
+	f.Add(`{"op":"ack","id":1,"room":"r","epoch":1,"seq":1,"ts":1} `)
+	f.Add(`{"op":"ack","id":9223372036854775808,"room":"r","epoch":1,"seq":1,"ts":1}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		var got protocol.Frame
+		var id int64
+		if !decodeAck([]byte(line), &got, &id) {
+			return
+		}
+		var want protocol.Frame
+		if err := json.Unmarshal([]byte(line), &want); err != nil {
+			t.Fatalf("decodeAck accepted %q, encoding/json refuses it: %v", line, err)
+		}
+		if got.ID != &id || want.ID == nil || id != *want.ID {
+			t.Fatalf("decodeAck(%q) id %d, encoding/json gives %v", line, id, want.ID)
+		}
+		got.ID, want.ID = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeAck(%q) = %+v, encoding/json gives %+v", line, got, want)
+		}
+	})
+}
+
+// TestDecodeAckTakesServerAcks: the acks the server writes take the fast
+// path (they would all fall back to encoding/json without it, unnoticed).
+func TestDecodeAckTakesServerAcks(t *testing.T) {
+	for _, line := range []string{
+		`{"op":"ack","id":1,"room":"chat:x","epoch":1700000000000000,"seq":42,"ts":1700000000123}`,
+		`{"op":"ack","id":2,"room":"r","epoch":1,"seq":1,"ts":1,"dup":true}`,
+	} {
+		var f protocol.Frame
+		var id int64
+		if !decodeAck([]byte(line), &f, &id) {
+			t.Errorf("decodeAck refused %s", line)
+		}
 	}
 }

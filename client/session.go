@@ -45,8 +45,9 @@ type session struct {
 	lastRead atomic.Int64 // UnixNano of the last message read, for keep-alive
 
 	// Owned by the reader goroutine.
-	scratch protocol.Frame
-	edges   []string // from a reconnect frame: where to go next
+	scratch   protocol.Frame
+	scratchID int64    // scratch.ID of an ack decoded by decodeAck
+	edges     []string // from a reconnect frame: where to go next
 }
 
 // replyFunc receives the reply to a request, or errConnLost when the
@@ -384,10 +385,12 @@ func (s *session) dispatch(line []byte) {
 		return
 	}
 	f := &s.scratch
-	*f = protocol.Frame{} // Unmarshal leaves absent fields alone
-	if err := json.Unmarshal(line, f); err != nil {
-		s.log.Debug().Err(err).Msg("undecodable frame from server")
-		return
+	if !decodeAck(line, f, &s.scratchID) {
+		*f = protocol.Frame{} // Unmarshal leaves absent fields alone
+		if err := json.Unmarshal(line, f); err != nil {
+			s.log.Debug().Err(err).Msg("undecodable frame from server")
+			return
+		}
 	}
 	switch f.Op {
 	case protocol.OpMsg:
