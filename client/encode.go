@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/arena-mesh/arena/protocol"
 )
 
@@ -69,7 +71,10 @@ func checkData(data json.RawMessage) ([]byte, error) {
 	if len(data) == 0 {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "data is empty")
 	}
-	if !json.Valid(data) {
+	// jsontext first, at about half encoding/json.Valid's cost; what it
+	// refuses (also invalid UTF-8, which encoding/json lets through) is
+	// judged by encoding/json as before.
+	if !jsontext.Value(data).IsValid(dataOpts) && !json.Valid(data) {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "data is not valid JSON")
 	}
 	if bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0 {

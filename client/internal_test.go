@@ -430,3 +430,20 @@ func TestDecodeAckTakesServerAcks(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckData: checkData accepts exactly the data encoding/json.Valid
+// accepts (its jsontext shortcut must not let through anything more).
+func FuzzCheckData(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `[1, "x"]`, "\"\xff\"", `{"a":1,"a":2}`, ` 1 `, `{"a":}`, "\"é\"", `1e999`, `-0`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		if data == "" {
+			return
+		}
+		_, err := checkData(json.RawMessage(data))
+		if valid := json.Valid([]byte(data)); valid != (err == nil) {
+			t.Fatalf("checkData(%q): %v; encoding/json.Valid: %v", data, err, valid)
+		}
+	})
+}
