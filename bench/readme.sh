@@ -54,11 +54,13 @@ geo() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 rooms rooms-tmpfs rooms-early rooms-batched conns durable acks acks-batched resume presence geo geo-tmpfs geo-early geo-batched)
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 fanout100-early rooms rooms-tmpfs rooms-early rooms-batched conns durable acks acks-batched resume presence geo geo-tmpfs geo-early geo-batched)
 for s in "${want[@]}"; do
 	case $s in
 	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
 	fanout100) run fanout100 fanout --spawn "${pin[@]}" --subs 1000 --rate 100 --duration 10s ;;
+	# The same with early delivery: the fan-out starts before the fsync.
+	fanout100-early) run fanout100-early fanout --spawn "${pin[@]}" --server-arg "--config=$early" --subs 1000 --rate 100 --duration 10s ;;
 	rooms) run rooms rooms --spawn "${pin[@]}" --rooms 1000 --members 2 --rate 1 --duration 10s ;;
 	# The same with the node's data on tmpfs, where fsync costs nothing: the
 	# difference is what the disk's fsync costs the rooms tail.
