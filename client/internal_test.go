@@ -447,3 +447,29 @@ func FuzzCheckData(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeAck: the ack fast path against encoding/json, which
+// decoded every ack before.
+func BenchmarkDecodeAck(b *testing.B) {
+	line := []byte(`{"op":"ack","id":123456,"room":"durable-417","epoch":1763880000000000,"seq":4242,"ts":1763880000123}`)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		var f protocol.Frame
+		var id int64
+		for b.Loop() {
+			if !decodeAck(line, &f, &id) {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		var f protocol.Frame
+		for b.Loop() {
+			f = protocol.Frame{}
+			if err := json.Unmarshal(line, &f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
