@@ -14,6 +14,7 @@ import (
 
 	"github.com/arena-mesh/arena/client"
 	"github.com/arena-mesh/arena/edge/edgetest"
+	"github.com/arena-mesh/arena/internal/testwait"
 	"github.com/arena-mesh/arena/protocol"
 )
 
@@ -24,16 +25,7 @@ const waitTimeout = 20 * time.Second
 // waitFor polls cond until it holds, failing the test after waitTimeout.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(waitTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testwait.For(t, waitTimeout, what, cond)
 }
 
 // ctxFor returns a context that ends with the test or after waitTimeout.

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/arena-mesh/arena/edge/edgetest"
+	"github.com/arena-mesh/arena/internal/testwait"
 	"github.com/arena-mesh/arena/protocol"
 )
 
@@ -295,13 +296,7 @@ func httpErrorCode(t testing.TB, body []byte) protocol.Code {
 // waitFor polls cond until it holds, failing after a generous deadline.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(readTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, readTimeout, what, cond)
 }
 
 // all is the pattern list that allows every room.

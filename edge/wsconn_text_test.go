@@ -10,22 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// waitUntil polls cond until it holds, failing after a generous deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
+	"github.com/arena-mesh/arena/internal/testwait"
+)
 
 // readFrames parses n unmasked frames from r and returns their first
 // bytes (FIN and opcode) and payloads.
@@ -191,7 +178,7 @@ func TestLeanConnWriteTextStops(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- lc.WriteText([]byte(`{}`)) }()
-		waitUntil(t, "WriteText waiting for its turn", func() bool {
+		testwait.For(t, 10*time.Second, "WriteText waiting for its turn", func() bool {
 			lc.wmu.Lock()
 			defer lc.wmu.Unlock()
 			return lc.wturn != nil

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
+	"github.com/arena-mesh/arena/internal/testwait"
 	"github.com/arena-mesh/arena/wal"
 )
 
@@ -211,13 +212,7 @@ func compact(s []uint64) []uint64 {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for an outcome
-	}
+	testwait.For(t, 20*time.Second, what, cond)
 }
 
 // catchups reads the catch-up counter.

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
+
+	"github.com/arena-mesh/arena/internal/testwait"
 )
 
 // testConfig is a Config on a fresh temp dir with a test logger, a private
@@ -72,13 +74,7 @@ func rec(room string, epoch, seq uint64, ts int64, key string) *Record {
 // deadline (a hang detector, not a timing assertion).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, 30*time.Second, what, cond)
 }
 
 // clock is a settable Config.Now.

@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/arena-mesh/arena/edge/auth"
+	"github.com/arena-mesh/arena/internal/testwait"
 	"github.com/arena-mesh/arena/protocol"
 )
 
@@ -122,13 +123,7 @@ func (c *child) kill9(t *testing.T) {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an outcome
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 // TestCrashLosesNoAckedMessage publishes without waiting for acks, kills
