@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/arena-mesh/arena/internal/wsframe"
 )
 
 // Lean sockets: an idle WebSocket connection should cost as little memory
@@ -382,7 +384,7 @@ func (c *leanConn) Close() error {
 
 // frameScan follows the frame boundaries of a WebSocket byte stream.
 type frameScan struct {
-	hdr      [14]byte // the current frame's header bytes seen so far
+	hdr      [wsframe.MaxHeaderLen]byte // the current frame's header bytes seen so far
 	nh       uint8
 	sawClose bool   // a close frame's header went by
 	left     uint64 // payload bytes of the current frame still to come
@@ -405,8 +407,8 @@ func (f *frameScan) advanceFrame(p []byte) int {
 		f.hdr[f.nh] = p[n]
 		f.nh++
 		n++
-		if f.nh >= 2 && int(f.nh) == headerLen(f.hdr[:f.nh]) {
-			f.left = payloadLen(f.hdr[:f.nh])
+		if f.nh >= 2 && int(f.nh) == wsframe.HeaderLen(f.hdr[:f.nh]) {
+			f.left = wsframe.PayloadLen(f.hdr[:f.nh])
 			if f.hdr[0]&0x0f == 0x8 {
 				f.sawClose = true
 			}
@@ -429,31 +431,4 @@ func (f *frameScan) payloadLeft() uint64 {
 		return 0
 	}
 	return f.left
-}
-
-// headerLen is the length of the frame header starting with h[0:2].
-func headerLen(h []byte) int {
-	n := 2
-	switch h[1] & 0x7f {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	if h[1]&0x80 != 0 {
-		n += 4 // masking key
-	}
-	return n
-}
-
-// payloadLen is the payload length of the complete header h.
-func payloadLen(h []byte) uint64 {
-	switch l := h[1] & 0x7f; l {
-	case 126:
-		return uint64(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		return min(binary.BigEndian.Uint64(h[2:10]), math.MaxInt64)
-	default:
-		return uint64(l)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/arena-mesh/arena/internal/wsframe"
 )
 
 // wsFrame encodes one WebSocket frame with payload length n (filled with
@@ -227,7 +229,7 @@ func TestLeanConnIdleDeadline(t *testing.T) {
 
 	// The deadline has expired: a read must wait for data all the same.
 	frame := wsFrame(3*readChunkSize, true, 7)
-	hdr := headerLen(frame[:2])
+	hdr := wsframe.HeaderLen(frame[:2])
 	got := make(chan []byte, 1)
 	go func() {
 		p := make([]byte, hdr+10)
@@ -295,7 +297,7 @@ func TestLeanConnWrites(t *testing.T) {
 		frame := stream[start:end]
 		start = end
 		// coder/websocket's writeFrameHeader and writeFramePayload.
-		hl := headerLen(frame)
+		hl := wsframe.HeaderLen(frame)
 		_ = bw.WriteByte(frame[0])
 		_ = bw.WriteByte(frame[1])
 		if _, err := bw.Write(frame[2:hl]); err != nil {

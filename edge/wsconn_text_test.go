@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/arena-mesh/arena/internal/testwait"
+	"github.com/arena-mesh/arena/internal/wsframe"
 )
 
 // readFrames parses n unmasked frames from r and returns their first
@@ -23,14 +24,14 @@ func readFrames(r io.Reader, n int) (firsts []byte, payloads [][]byte, err error
 		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
 			return firsts, payloads, err
 		}
-		hl := headerLen(hdr[:2])
+		hl := wsframe.HeaderLen(hdr[:2])
 		if hdr[1]&0x80 != 0 {
 			return firsts, payloads, errors.New("masked frame from the server")
 		}
 		if _, err := io.ReadFull(br, hdr[2:hl]); err != nil {
 			return firsts, payloads, err
 		}
-		n := payloadLen(hdr[:hl])
+		n := wsframe.PayloadLen(hdr[:hl])
 		if n > 1<<20 {
 			return firsts, payloads, fmt.Errorf("frame of %d bytes: the stream is garbled", n)
 		}
