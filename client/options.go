@@ -163,10 +163,12 @@ func (o *Options) httpClient() (*http.Client, *http.Transport) {
 	}
 	t := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         dial,
+		DialContext:         frameDial(dial),
 		TLSHandshakeTimeout: o.ConnectTimeout,
-		MaxIdleConns:        1,
-		IdleConnTimeout:     time.Second,
+		// Every request is an upgrade, and a connection that was upgraded
+		// is never reused: each upgrade dials its own (frameConn relies on
+		// that).
+		DisableKeepAlives: true,
 	}
 	return &http.Client{Transport: t}, t
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,8 @@ type session struct {
 	scratch   protocol.Frame
 	scratchID int64    // scratch.ID of an ack decoded by decodeAck
 	edges     []string // from a reconnect frame: where to go next
+
+	frames *frameConn // under conn over plain ws://, nil otherwise
 }
 
 // replyFunc receives the reply to a request, or errConnLost when the
@@ -61,6 +64,10 @@ type replyFunc func(f *protocol.Frame, err error)
 func (c *Client) connect(ctx context.Context, u string) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
 	defer cancel()
+	slot := new(dialSlot)
+	if strings.HasPrefix(u, "ws://") {
+		ctx = context.WithValue(ctx, dialSlotKey{}, slot) // see frameConn
+	}
 	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
 		HTTPClient:   c.http,
 		HTTPHeader:   c.opts.Header,
@@ -73,6 +80,10 @@ func (c *Client) connect(ctx context.Context, u string) (*session, error) {
 		return nil, fmt.Errorf("dial %s: %w", u, err)
 	}
 	conn.SetReadLimit(c.opts.ReadLimit)
+	fc := slot.conn.Load()
+	if fc != nil {
+		fc.beginFrames()
+	}
 	info, err := c.handshake(ctx, conn)
 	if err != nil {
 		conn.CloseNow()
@@ -92,6 +103,10 @@ func (c *Client) connect(ctx context.Context, u string) (*session, error) {
 		pending: make(map[int64]replyFunc),
 	}
 	s.lastRead.Store(time.Now().UnixNano())
+	if fc != nil {
+		s.frames = fc
+		fc.takeText(c.opts.ReadLimit, s.takeMessage)
+	}
 	return s, nil
 }
 
@@ -348,7 +363,9 @@ func (s *session) keepAlive() {
 	}
 }
 
-// readLoop reads and dispatches frames until the connection fails.
+// readLoop reads and dispatches frames until the connection fails. Over
+// plain ws:// most messages never reach coder/websocket's Reader: the
+// frameConn under it hands them to takeMessage from within the read.
 //
 // Its reads take no context: coder/websocket registers (and then
 // removes) a context.AfterFunc on every read whose context can end, which
@@ -368,13 +385,20 @@ func (s *session) readLoop() error {
 		if _, err := buf.ReadFrom(r); err != nil {
 			return err
 		}
-		s.lastRead.Store(time.Now().UnixNano())
-		for line := range protocol.Lines(buf.Bytes()) {
-			s.dispatch(line)
-		}
+		s.takeMessage(buf.Bytes())
 		if buf.Cap() > 1<<20 {
 			buf = bytes.Buffer{} // do not keep a large history reply's buffer
 		}
+	}
+}
+
+// takeMessage handles one WebSocket message from the server, read by
+// coder/websocket or taken by the frameConn under it: one or more frames,
+// one per line. It runs on the reader goroutine.
+func (s *session) takeMessage(payload []byte) {
+	s.lastRead.Store(time.Now().UnixNano())
+	for line := range protocol.Lines(payload) {
+		s.dispatch(line)
 	}
 }
 
