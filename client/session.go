@@ -48,6 +48,7 @@ type session struct {
 	// Owned by the reader goroutine.
 	scratch   protocol.Frame
 	scratchID int64    // scratch.ID of an ack decoded by decodeAck
+	lastFrom  string   // the sender of the last message: runs of one sender share the string
 	edges     []string // from a reconnect frame: where to go next
 
 	frames *frameConn // under conn over plain ws://, nil otherwise

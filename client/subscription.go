@@ -547,7 +547,10 @@ func (c *Client) deliverRaw(s *session, r *rawMsg) {
 	if sub == nil || r.epoch == 0 || r.seq == 0 {
 		return
 	}
-	m := &protocol.Msg{Room: sub.room, Epoch: r.epoch, Seq: r.seq, TS: r.ts, From: string(r.from), Data: bytes.Clone(r.data)}
+	if string(r.from) != s.lastFrom {
+		s.lastFrom = string(r.from)
+	}
+	m := &protocol.Msg{Room: sub.room, Epoch: r.epoch, Seq: r.seq, TS: r.ts, From: s.lastFrom, Data: bytes.Clone(r.data)}
 	if len(r.key) > 0 {
 		m.Key = string(r.key)
 	}
