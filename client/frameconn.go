@@ -63,7 +63,7 @@ type frameConn struct {
 	take  func(payload []byte)
 	limit int64 // the largest payload take gets: the session's read limit
 
-	taken atomic.Uint64 // frames given to take, for tests and debugging
+	taken atomic.Uint64 // frames take has returned from, for tests and debugging
 }
 
 type frameState uint8
@@ -143,8 +143,8 @@ func (c *frameConn) Read(p []byte) (int, error) {
 				continue
 			}
 			c.r += end
-			c.taken.Add(1)
 			c.take(h[hl:end])
+			c.taken.Add(1)
 			continue
 		}
 		switch op, fin := h[0]&0x0f, h[0]&0x80 != 0; {

@@ -609,3 +609,59 @@ func TestFrameConnMixedSizes(t *testing.T) {
 		t.Fatal("the frameConn took none of the small messages")
 	}
 }
+
+// TestFrameConnCloseHandshake: a polite close through a frameConn that
+// takes text frames completes: the server's close frame reaches
+// coder/websocket, whose Close then returns no error.
+func TestFrameConnCloseHandshake(t *testing.T) {
+	closed := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			t.Errorf("accept: %v", err)
+			return
+		}
+		defer ws.CloseNow()
+		for i := range 3 {
+			if err := ws.Write(r.Context(), websocket.MessageText, []byte(joinFrame(i))); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+		}
+		_, _, err = ws.Read(r.Context()) // answers the client's close
+		closed <- err
+	}))
+	defer srv.Close()
+
+	opts := Options{}
+	hc, _ := opts.httpClient()
+	slot := new(dialSlot)
+	ctx := context.WithValue(t.Context(), dialSlotKey{}, slot)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := slot.conn.Load()
+	if fc == nil {
+		t.Fatal("the upgrade was not dialed through a frameConn")
+	}
+	fc.beginFrames()
+	var got []string
+	fc.takeText(1<<20, func(p []byte) { got = append(got, string(p)) })
+	// Reader blocks inside the frameConn, which takes the three joins;
+	// the server then reads, so the reader gets nothing more until the
+	// close below.
+	go ws.Reader(context.Background()) //nolint:errcheck // ends with the close
+	testwait.For(t, 10*time.Second, "three joins taken", func() bool { return fc.taken.Load() == 3 })
+	if err := ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatalf("close handshake: %v", err)
+	}
+	if err := <-closed; websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("the server saw %v, want a normal close", err)
+	}
+	for i, s := range got {
+		if s != joinFrame(i) {
+			t.Fatalf("took %q, want %q", s, joinFrame(i))
+		}
+	}
+}
