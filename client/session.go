@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,6 +293,12 @@ func (s *session) writeLoop() {
 			continue
 		case <-s.wsignal:
 		}
+		// Let the goroutines that are ready to run first, as the
+		// publishers woken by one batch of acks are: their frames then
+		// go out in this write rather than one write each. A write is a
+		// syscall and a TCP segment; with nothing else to run this
+		// returns at once.
+		runtime.Gosched()
 		s.wmu.Lock()
 		out := s.wbuf
 		s.wbuf = spare[:0]
