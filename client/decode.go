@@ -153,19 +153,36 @@ func signedField(p []byte, name string) (int64, []byte, bool) {
 // consumed, if it has no escape and no control character, and is valid
 // UTF-8 (so that encoding/json would decode it to the same bytes).
 func plainString(p []byte) (s, rest []byte, ok bool) {
+	ascii := true
 	for i, c := range p {
+		if plainByte[c] {
+			continue
+		}
 		switch {
 		case c == '"':
-			if !utf8.Valid(p[:i]) {
+			if !ascii && !utf8.Valid(p[:i]) {
 				return nil, nil, false
 			}
 			return p[:i], p[i+1:], true
-		case c == '\\' || c < 0x20:
+		case c >= utf8.RuneSelf:
+			ascii = false
+		default: // a backslash or a control character
 			return nil, nil, false
 		}
 	}
 	return nil, nil, false
 }
+
+// plainByte is true for the ASCII bytes that stand for themselves in a
+// JSON string: all but the quote, the backslash and control characters.
+// One table load per byte is what the room, sender and key of every
+// message cost.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // field reads `name` followed by an unsigned JSON integer.
 func field(p []byte, name string) (uint64, []byte, bool) {

@@ -480,3 +480,15 @@ func BenchmarkDecodeAck(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecodeMsg is the reader's msg fast path alone.
+func BenchmarkDecodeMsg(b *testing.B) {
+	line := protocol.AppendMsg(nil, &protocol.Msg{Room: "fanout-1763880000", Epoch: 1763880000000000, Seq: 123456, TS: 1763880000123,
+		From: "bench-publisher-1", Key: "k7f3a9c2e1b5d8-123456", Data: json.RawMessage(`{"p":1,"n":123456,"t":5000000000,"s":5000012345,"x":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := decodeMsg(line); !ok {
+			b.Fatal("not decoded")
+		}
+	}
+}
