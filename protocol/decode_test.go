@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -347,5 +348,14 @@ func TestRepliesKeepRequiredFields(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", b, tc.want)
 			}
 		})
+	}
+}
+
+// TestTrimFrame: trimFrame is bytes.Trim with the cut set " \t\r".
+func TestTrimFrame(t *testing.T) {
+	for _, in := range []string{"", " ", "\t\r ", "{}", " {} ", "\r\n{}\n\r", "\t{ }\t", "x\r", "\ry", " \u00a0 ", "\v{}\f"} {
+		if got, want := string(trimFrame([]byte(in))), string(bytes.Trim([]byte(in), " \t\r")); got != want {
+			t.Errorf("trimFrame(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
