@@ -11,13 +11,16 @@
 // meanwhile are delivered, none twice (they are deduplicated by epoch and
 // seq). A Publish in flight is sent again with the same key, so it takes
 // effect once. If a position is no longer retained, the subscription
-// delivers an EventReset before going on.
+// delivers an EventReset before going on. A message's Data is what the
+// server sent: the server accepts only valid JSON at publish, and the
+// client does not parse it again.
 //
 // # Concurrency
 //
 // A Client is safe for concurrent use. Each connection has one reader and
-// one writer goroutine; frames sent while the writer is busy are batched
-// into one WebSocket message ('\n'-separated). Replies are matched to
+// one writer goroutine; frames sent while the writer is busy, or by
+// goroutines ready to run when it wakes, are batched into one WebSocket
+// message ('\n'-separated). Replies are matched to
 // requests by frame id, so calls from many goroutines proceed in parallel.
 // Events are delivered without ever blocking the reader: when a
 // subscription's channel is full, that room's messages are fetched again
