@@ -5,8 +5,6 @@ import (
 	"math"
 	"unicode/utf8"
 
-	"github.com/go-json-experiment/json/jsontext"
-
 	"github.com/arena-mesh/arena/protocol"
 )
 
@@ -27,10 +25,6 @@ import (
 // envelope is checked byte by byte; a server that broke the data would
 // get it delivered unchanged, where encoding/json would have dropped the
 // whole frame.
-
-// dataOpts skips jsontext's duplicate-name bookkeeping, which
-// encoding/json does not do either.
-var dataOpts = jsontext.AllowDuplicateNames(true)
 
 const msgPrefix = `{"op":"msg","room":"`
 

@@ -10,6 +10,10 @@ import (
 	"github.com/arena-mesh/arena/protocol"
 )
 
+// dataOpts skips jsontext's duplicate-name bookkeeping, which
+// encoding/json does not do either.
+var dataOpts = jsontext.AllowDuplicateNames(true)
+
 // Client frames are appended straight into the connection's write buffer.
 // The publish frame, sent once per message, is written by hand; the rare
 // ones go through encoding/json. No frame may contain a '\n': frames are

@@ -122,13 +122,16 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		}
 		// At a frame boundary: its header decides.
 		h := c.buf[c.r:c.w]
-		if len(h) < 2 || len(h) < wsframe.HeaderLen(h) {
+		hl := 0
+		if len(h) >= 2 {
+			hl = wsframe.HeaderLen(h)
+		}
+		if hl == 0 || len(h) < hl {
 			if !c.more() {
 				return 0, c.err
 			}
 			continue
 		}
-		hl := wsframe.HeaderLen(h)
 		n := wsframe.PayloadLen(h)
 		if c.take != nil && !c.frag && h[0] == 0x81 && h[1]&0x80 == 0 && n <= uint64(c.limit) && uint64(hl)+n <= maxTakenFrame {
 			end := hl + int(n)
