@@ -110,4 +110,68 @@ func TestIdempotentPublish(t *testing.T) {
 			t.Fatalf("after the window: %+v, want not Dup", late)
 		}
 	})
+
+	t.Run("a publish writes no index entry; a restart relearns keys from the messages", func(t *testing.T) {
+		e := newEnv(t, nil)
+		var acks []Ack
+		for i := range 5 {
+			acks = append(acks, e.publish("relearn", fmt.Sprintf("k%d", i)))
+		}
+		e.publishN("relearn", 2)
+		if _, found, err := e.log.LookupKey("relearn", "k0"); err != nil || found {
+			t.Fatalf("k0 in the wal's index: %v, %v; want only in its message", found, err)
+		}
+		e.restart()
+		e.clock.Advance(time.Minute)
+		for i, want := range acks {
+			got := e.publish("relearn", fmt.Sprintf("k%d", i))
+			if !got.Dup || got.Epoch != want.Epoch || got.Seq != want.Seq || got.TS != want.TS {
+				t.Fatalf("republish k%d after the restart: %+v, want Dup of %+v", i, got, want)
+			}
+		}
+	})
+
+	t.Run("keys evicted from memory are indexed and survive a restart", func(t *testing.T) {
+		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 2 })
+		var acks []Ack
+		for i := range 5 {
+			acks = append(acks, e.publish("evict", fmt.Sprintf("k%d", i)))
+		}
+		for i := range 5 {
+			_, found, err := e.log.LookupKey("evict", fmt.Sprintf("k%d", i))
+			if err != nil || found != (i < 3) {
+				t.Fatalf("k%d in the wal's index: %v, %v; want %v (memory holds the newest 2)", i, found, err, i < 3)
+			}
+		}
+		e.restart()
+		for i, want := range acks {
+			got := e.publish("evict", fmt.Sprintf("k%d", i))
+			if !got.Dup || got.Epoch != want.Epoch || got.Seq != want.Seq {
+				t.Fatalf("republish k%d after the restart: %+v, want Dup of %+v", i, got, want)
+			}
+		}
+		// The relearnt keys are evicted like any other: k3 is indexed now.
+		e.publish("evict", "k5")
+		if _, found, err := e.log.LookupKey("evict", "k3"); err != nil || !found {
+			t.Fatalf("k3 after k5 pushed it out of memory: in the index %v, %v; want indexed", found, err)
+		}
+	})
+
+	t.Run("a key being indexed is a duplicate", func(t *testing.T) {
+		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 1 })
+		orig := e.publish("indexing", "a")
+		e.publish("indexing", "b") // a leaves memory
+		rm, err := e.r.room("indexing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As if a's index entry were still queued: the room must answer
+		// from indexing, not from the wal's index or as a new key.
+		rm.pendMu.Lock()
+		rm.indexing = map[string]origin{"x": {Epoch: orig.Epoch, Seq: orig.Seq, TS: orig.TS}}
+		rm.pendMu.Unlock()
+		if got := e.publish("indexing", "x"); !got.Dup || got.Seq != orig.Seq {
+			t.Fatalf("publish of a key being indexed: %+v, want Dup of seq %d", got, orig.Seq)
+		}
+	})
 }

@@ -151,6 +151,10 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 		// runs after those of every publish sequenced before the freeze.
 		barrier := make(chan error, 1)
 		rm.mu.Lock()
+		if err := rm.loadKeysLocked(r.cfg.Now()); err != nil {
+			rm.mu.Unlock()
+			return fmt.Errorf("hand over room %q: %w", mv.name, err)
+		}
 		epoch, until = rm.epoch, rm.seq.lookupUntil
 		keys = rm.seq.liveKeys(r.cfg.Now())
 		err := rm.markHandedAwayLocked(func(err error) { barrier <- err })
@@ -307,6 +311,12 @@ func (r *Router) adopt(name string, epoch, head uint64, until int64, msgs []*Mes
 		rm.ring.append(m)
 	}
 	rm.seq.adopt(keys, r.cfg.Now())
+	// More keys than this node's memory holds: index the oldest here.
+	rm.mu.Lock()
+	if err := rm.indexEvictedLocked(); err != nil {
+		r.logger.Warn().Err(err).Str("room", name).Msg("handed-over keys beyond memory not indexed")
+	}
+	rm.mu.Unlock()
 
 	r.mu.Lock()
 	if r.closed.Load() {

@@ -280,6 +280,7 @@ func (r *Router) restartHot(name string, d dormantRoom) (*room, error) {
 		return nil, nil
 	}
 	rm := newRoom(r, name, epoch, d.head, d.lookupUntil)
+	rm.needKeys, rm.copiedEpoch = true, d.epoch
 	rm.ring = newRing(r.cfg.RingSize, d.head-uint64(len(recent)))
 	for _, m := range recent {
 		rm.ring.append(m)

@@ -251,8 +251,8 @@ func TestUncleanStopRestartsHotRoom(t *testing.T) {
 	}
 	// A retried key of a durable message is still a duplicate.
 	dup, err := r.Publish(t.Context(), PublishRequest{Room: "hot", From: "ann", Key: "k2", Data: []byte(`"again"`)})
-	if err != nil || !dup.Dup || dup.Seq != 2 {
-		t.Fatalf("retry of key k2 after the restart: %+v, %v; want the duplicate of seq 2", dup, err)
+	if err != nil || !dup.Dup || dup.Seq != 2 || dup.Epoch != newEpoch {
+		t.Fatalf("retry of key k2 after the restart: %+v, %v; want the duplicate of seq 2, copied into epoch %d", dup, err, newEpoch)
 	}
 	if got := counterValue(t, r.metrics.uncleanRestarts); got != 1 {
 		t.Fatalf("rooms restarted unclean = %v, want 1", got)

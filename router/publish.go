@@ -253,18 +253,21 @@ func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, e
 	rm.lastActive.Store(t.UnixNano())
 
 	if req.Key != "" {
+		if err := rm.loadKeysLocked(t); err != nil {
+			return Ack{}, false, err
+		}
 		if rm.waitPending(req.Key, done) {
 			r.metrics.duplicates.Inc()
 			return Ack{}, false, nil
 		}
 		o, st := rm.seq.check(req.Key, t)
 		if st == keyUnknown {
-			e, found, err := r.log.LookupKey(rm.name, req.Key)
+			lo, found, err := rm.lookupKeyLocked(req.Key)
 			if err != nil {
 				return Ack{}, false, fmt.Errorf("look up key in room %q: %w", rm.name, err)
 			}
 			if found {
-				o, st = origin{Epoch: e.Epoch, Seq: e.Seq, TS: e.TS}, keyDup
+				o, st = lo, keyDup
 			}
 		}
 		if st == keyDup {
@@ -298,6 +301,10 @@ func (rm *room) publish(req PublishRequest, done DoneFunc) (ack Ack, now bool, e
 	// Under the room lock, so the wal's queue order is seq order, and the
 	// hot mark (if this message opens a hot period) comes first.
 	err = rm.markHotLocked()
+	if err == nil {
+		// Before the append: see dedup.go.
+		err = rm.indexEvictedLocked()
+	}
 	if err == nil {
 		var written func()
 		if r.cfg.HotIdle > 0 {

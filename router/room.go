@@ -38,8 +38,17 @@ type room struct {
 	// not run yet; a room with some is never evicted.
 	inflight atomic.Int64
 
-	pendMu  sync.Mutex // guards pending; never held while blocking (wal callbacks take it)
+	// needKeys: the room was recovered from the wal and has not relearnt
+	// its keys yet (loadKeysLocked). copiedEpoch is the epoch a hot
+	// restart copied into this one, 0 if none. Guarded by mu.
+	needKeys    bool
+	copiedEpoch uint64
+
+	pendMu  sync.Mutex // guards pending, indexing; never held while blocking (wal callbacks take it)
 	pending map[string]*publication
+	// indexing holds the keys evicted from memory whose wal index entries
+	// are not written yet (see dedup.go).
+	indexing map[string]origin
 
 	ring *ring
 

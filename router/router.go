@@ -230,6 +230,7 @@ func (r *Router) room(name string) (*room, error) {
 	}
 	if d, ok := r.dormant[name]; ok {
 		rm = newRoom(r, name, d.epoch, d.head, d.lookupUntil)
+		rm.needKeys = d.recovered
 		delete(r.dormant, name)
 		r.active[name] = rm
 		r.metrics.rooms.Set(float64(len(r.active)))

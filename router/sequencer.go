@@ -47,6 +47,18 @@ type sequencer struct {
 	// the wal's window (it was evicted by capacity, or used before a
 	// restart), so a miss must be checked there.
 	lookupUntil time.Time
+
+	// evicted are the keys remember dropped for capacity while still in
+	// the window, oldest first, until the room takes them (takeEvicted)
+	// to have the wal index them: a key's message alone does not stand
+	// for it once memory has forgotten it (see wal.IndexKeys).
+	evicted []keyOrigin
+}
+
+// keyOrigin is an idempotency key and where its message was published.
+type keyOrigin struct {
+	key string
+	origin
 }
 
 // newSequencer returns a sequencer for epoch whose last assigned seq is head.
@@ -121,12 +133,30 @@ func (s *sequencer) remember(key string, o origin, now time.Time) {
 	s.keys[key] = o
 	s.queue = append(s.queue, keyUse{key: key, seq: o.Seq, ts: o.TS})
 	for len(s.queue)-s.qhead > s.capacity {
-		u := s.popOldest()
-		// Still within the window: a later miss must look in the wal.
-		if until := time.UnixMilli(u.ts).Add(s.window); until.After(s.lookupUntil) {
+		u := s.queue[s.qhead]
+		o, live := s.keys[u.key]
+		live = live && o.Seq == u.seq // not a stale entry
+		s.popOldest()
+		until := time.UnixMilli(u.ts).Add(s.window)
+		if !until.After(now) {
+			continue // out of the window already
+		}
+		// A later miss must look in the wal, which is to index the key.
+		if until.After(s.lookupUntil) {
 			s.lookupUntil = until
 		}
+		if live {
+			s.evicted = append(s.evicted, keyOrigin{key: u.key, origin: o})
+		}
 	}
+}
+
+// takeEvicted returns the keys evicted for capacity since the last call,
+// oldest first, and forgets them.
+func (s *sequencer) takeEvicted() []keyOrigin {
+	ev := s.evicted
+	s.evicted = nil
+	return ev
 }
 
 // expire drops the keys that left the window at now.
@@ -176,6 +206,17 @@ func (s *sequencer) liveKeys(now time.Time) []keyUse {
 		}
 	}
 	return out
+}
+
+// load remembers keys read back from the room's messages after a restart
+// (oldest first, each with its own origin, possibly of an older epoch).
+// It runs before the room's first keyed publish, so they are older than
+// every key in memory.
+func (s *sequencer) load(keys []keyOrigin, now time.Time) {
+	for _, k := range keys {
+		s.remember(k.key, k.origin, now)
+	}
+	s.expire(now)
 }
 
 // adopt remembers keys handed over by the room's previous home (oldest

@@ -2,17 +2,21 @@ package router
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
 
 // seqStep is one input to the sequencer and what it must answer.
 type seqStep struct {
-	op   string        // check | next | undo | forget
+	op   string        // check | next | undo | forget | evicted
 	key  string        // the idempotency key
 	at   time.Duration // since t0
 	want keyState      // check: the answer
 	seq  uint64        // next: the seq assigned; check keyDup: the origin seq; undo/forget: the argument
+	// evicted: the keys takeEvicted must return, as "key@seq" joined by
+	// commas ("" for none).
+	evicted string
 }
 
 func TestSequencer(t *testing.T) {
@@ -72,6 +76,32 @@ func TestSequencer(t *testing.T) {
 				{op: "check", key: "c", at: 3 * time.Second, want: keyDup, seq: 3},
 				{op: "check", key: "a", at: window - time.Millisecond, want: keyUnknown},
 				{op: "check", key: "a", at: window, want: keyNew},
+			},
+		},
+		{
+			name: "keys evicted by capacity are handed out once, to be indexed", epoch: 1, capacity: 2,
+			steps: []seqStep{
+				{op: "next", key: "a", seq: 1},
+				{op: "next", key: "b", seq: 2},
+				{op: "evicted", evicted: ""},
+				{op: "next", key: "c", seq: 3},
+				{op: "next", seq: 4}, // no key: evicts nothing
+				{op: "next", key: "d", seq: 5},
+				{op: "evicted", evicted: "a@1,b@2"},
+				{op: "evicted", evicted: ""},
+			},
+		},
+		{
+			name: "stale and expired keys evicted by capacity are not indexed", epoch: 1, capacity: 2,
+			steps: []seqStep{
+				{op: "next", key: "k", seq: 1},
+				{op: "forget", key: "k", seq: 1},
+				{op: "next", key: "j", seq: 2},
+				{op: "next", key: "l", seq: 3}, // pushes out the stale k@1
+				{op: "evicted", evicted: ""},
+				{op: "next", key: "m", at: window, seq: 4}, // pushes out j@2, out of the window at once
+				{op: "evicted", evicted: ""},
+				{op: "check", key: "j", at: window, want: keyNew},
 			},
 		},
 		{
@@ -147,6 +177,17 @@ func TestSequencer(t *testing.T) {
 					s.undo(st.seq, st.key)
 				case "forget":
 					s.forget(st.key, st.seq)
+				case "evicted":
+					var got []string
+					for _, k := range s.takeEvicted() {
+						if k.Epoch != tt.epoch {
+							t.Fatalf("step %d: evicted %q in epoch %d, want %d", i, k.key, k.Epoch, tt.epoch)
+						}
+						got = append(got, fmt.Sprintf("%s@%d", k.key, k.Seq))
+					}
+					if g := strings.Join(got, ","); g != st.evicted {
+						t.Fatalf("step %d: evicted %q, want %q", i, g, st.evicted)
+					}
 				default:
 					t.Fatalf("step %d: unknown op %q", i, st.op)
 				}
@@ -159,9 +200,14 @@ func TestSequencerMemoryBounded(t *testing.T) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	const capacity = 100
 	s := newSequencer(1, 0, time.Minute, capacity, time.Time{})
+	evicted := 0
 	for i := range 10_000 {
 		now := t0.Add(time.Duration(i) * time.Millisecond)
 		s.next(fmt.Sprintf("key-%d", i), now)
+		evicted += len(s.takeEvicted())
+		if want := max(0, i+1-capacity); evicted != want {
+			t.Fatalf("after %d keys: %d evicted, want %d", i+1, evicted, want)
+		}
 		if n := s.memoryKeys(); n > capacity {
 			t.Fatalf("after %d keys: %d in memory, want <= %d", i+1, n, capacity)
 		}
@@ -175,5 +221,37 @@ func TestSequencerMemoryBounded(t *testing.T) {
 	}
 	if n := s.memoryKeys(); n != 0 {
 		t.Fatalf("%d keys in memory after the window, want 0", n)
+	}
+}
+
+// TestSequencerLoad: keys read back from the messages after a restart keep
+// their own origins (an older epoch's among them) and count against
+// memory like any other.
+func TestSequencerLoad(t *testing.T) {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	const window = 10 * time.Minute
+	s := newSequencer(9, 20, window, 3, t0.Add(window))
+	s.load([]keyOrigin{
+		{key: "expired", origin: origin{Epoch: 8, Seq: 1, TS: t0.Add(-window).UnixMilli()}},
+		{key: "old-epoch", origin: origin{Epoch: 8, Seq: 17, TS: t0.UnixMilli() - 5000}},
+		{key: "here", origin: origin{Epoch: 9, Seq: 20, TS: t0.UnixMilli() - 1000}},
+	}, t0)
+	if o, st := s.check("old-epoch", t0); st != keyDup || o != (origin{Epoch: 8, Seq: 17, TS: t0.UnixMilli() - 5000}) {
+		t.Fatalf("check(old-epoch) = %+v, %d; want its own origin", o, st)
+	}
+	if o, st := s.check("here", t0); st != keyDup || o.Epoch != 9 || o.Seq != 20 {
+		t.Fatalf("check(here) = %+v, %d; want epoch 9 seq 20", o, st)
+	}
+	if _, st := s.check("expired", t0); st != keyUnknown {
+		t.Fatalf("check(expired) = %d, want keyUnknown (left to the wal)", st)
+	}
+	if n := s.memoryKeys(); n != 2 {
+		t.Fatalf("%d keys in memory, want 2", n)
+	}
+	s.next("a", t0)
+	s.next("b", t0) // memory full: old-epoch goes, to be indexed
+	ev := s.takeEvicted()
+	if len(ev) != 1 || ev[0].key != "old-epoch" || ev[0].Epoch != 8 || ev[0].Seq != 17 {
+		t.Fatalf("evicted %+v, want old-epoch at epoch 8 seq 17", ev)
 	}
 }

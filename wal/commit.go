@@ -36,6 +36,7 @@ const (
 	opSetEpoch
 	opMarkHot
 	opMarkCold
+	opIndexKeys
 	opSweep
 )
 
@@ -43,9 +44,10 @@ const (
 // queuing allocates nothing.
 type op struct {
 	kind    opKind
-	rec     *Record // opAppend
-	room    string  // opSetEpoch, opMarkHot, opMarkCold
-	epoch   uint64  // opSetEpoch, opMarkHot
+	rec     *Record  // opAppend
+	room    string   // opSetEpoch, opMarkHot, opMarkCold, opIndexKeys
+	epoch   uint64   // opSetEpoch, opMarkHot
+	keys    []KeyUse // opIndexKeys
 	sweep   *sweepTask
 	written func()
 	durable func(error)
@@ -132,14 +134,13 @@ func (l *Log) add(g *group, o op) {
 		putMessageKey(d.Key, rec.Room, rec.Epoch, rec.Seq)
 		putMessageValue(d.Value, rec)
 		_ = d.Finish() // unindexed batch: Finish cannot fail
-		if rec.Key != "" {
-			d = b.SetDeferred(dedupKeyLen(rec.Room, rec.Key), dedupValueLen)
-			putDedupKey(d.Key, rec.Room, rec.Key)
-			putDedupValue(d.Value, DedupEntry{Epoch: rec.Epoch, Seq: rec.Seq, TS: rec.TS})
-			_ = d.Finish()
-			d = b.SetDeferred(expiryKeyLen(rec.Room, rec.Key), 0)
-			putExpiryKey(d.Key, rec.TS, rec.Room, rec.Key)
-			_ = d.Finish()
+		// The key rides in the message value only; the idempotency index
+		// gets it when the caller asks (IndexKeys) or retention deletes
+		// the message inside the window. See layout.go.
+	case opIndexKeys:
+		g.records++
+		for _, k := range o.keys {
+			putIndexEntry(b, o.room, k)
 		}
 	case opSetEpoch:
 		g.records++
@@ -218,6 +219,18 @@ func (l *Log) apply(b *pebble.Batch, opts *pebble.WriteOptions, noSyncWait bool)
 		l.pipelineBroken.Store(true)
 	}
 	return err
+}
+
+// putIndexEntry adds the idempotency entry of k in room and its expiry
+// entry to b.
+func putIndexEntry(b *pebble.Batch, room string, k KeyUse) {
+	d := b.SetDeferred(dedupKeyLen(room, k.Key), dedupValueLen)
+	putDedupKey(d.Key, room, k.Key)
+	putDedupValue(d.Value, k.DedupEntry)
+	_ = d.Finish() // unindexed batch: Finish cannot fail
+	d = b.SetDeferred(expiryKeyLen(room, k.Key), 0)
+	putExpiryKey(d.Key, k.TS, room, k.Key)
+	_ = d.Finish()
 }
 
 // runSyncer is stage 2: it waits for each group's fsync in order and runs

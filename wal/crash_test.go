@@ -140,7 +140,7 @@ func TestPowerLoss(t *testing.T) {
 
 func crashRecord(room int, seq uint64) *Record {
 	r := rec(roomName(room), 7, seq, int64(seq)*10, "")
-	r.Key = "k-" + itoa(seq) // dedup entries ride in the same batch
+	r.Key = "k-" + itoa(seq) // keyed, like a publisher's message
 	return r
 }
 

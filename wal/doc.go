@@ -42,6 +42,13 @@
 // the newest message of a room's current epoch, so recovery always finds
 // the head.
 //
+// Idempotency keys are stored in their messages. The index that
+// LookupKey reads (layout.go) holds only the keys the caller asks for with
+// IndexKeys, the ones it no longer remembers, and the keys of messages
+// retention deletes while they are inside the dedup window. After a
+// restart the caller relearns the rest from the messages with RecentKeys:
+// together they cover every key used within the window.
+//
 // Receipt positions (how far each user received and read each room) live
 // in the same DB under their own keys (state.go): PutReceipts writes a
 // batch of them with one fsync, Receipt and Receipts read them. They are
@@ -60,12 +67,12 @@
 //
 // # Concurrency contract
 //
-// All methods are safe for concurrent use. Append, SetEpoch, MarkHot and
-// MarkCold return at once (blocking only while the bounded queue is full);
-// their callbacks run on the log's two goroutines, written callbacks in
-// queue order on one and durable callbacks in queue order on the other,
-// and must neither block nor call back into Append, SetEpoch, MarkHot,
-// MarkCold or Close. Reads see every written record and never wait for
+// All methods are safe for concurrent use. Append, IndexKeys, SetEpoch,
+// MarkHot and MarkCold return at once (blocking only while the bounded
+// queue is full); their callbacks run on the log's two goroutines, written
+// callbacks in queue order on one and durable callbacks in queue order on
+// the other, and must neither block nor call back into Append, IndexKeys,
+// SetEpoch, MarkHot, MarkCold or Close. Reads see every written record and never wait for
 // appends. Close lets queued appends finish (their callbacks run) and is
 // idempotent; calls after it return ErrClosed.
 //

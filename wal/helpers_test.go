@@ -49,6 +49,18 @@ func appendWait(t *testing.T, l *Log, rec *Record) {
 	}
 }
 
+// indexWait indexes keys of room and waits for durable.
+func indexWait(t *testing.T, l *Log, room string, keys ...KeyUse) {
+	t.Helper()
+	done := make(chan error, 1)
+	if err := l.IndexKeys(room, keys, func(err error) { done <- err }); err != nil {
+		t.Fatalf("IndexKeys %s: %v", room, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("IndexKeys %s durable: %v", room, err)
+	}
+}
+
 // setEpochWait records room's epoch and waits for durable.
 func setEpochWait(t *testing.T, l *Log, room string, epoch uint64) {
 	t.Helper()

@@ -29,7 +29,12 @@ import (
 //	          never deletes hot keys.
 //
 //	dedup     'k' | room | 0x00 | key
-//	          value: epoch (8) | seq (8) | ts (8), where key was first used
+//	          value: epoch (8) | seq (8) | ts (8), where key was first used.
+//	          Only for keys their message no longer vouches for: those the
+//	          router evicted from memory (IndexKeys) and those of messages
+//	          retention deleted inside the dedup window. Every other key is
+//	          found in its message (RecentKeys), which keeps a publish at
+//	          one Pebble key instead of three.
 //
 //	receipt   'u' | len(user) (2) | user | room  (see state.go)
 //

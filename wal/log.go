@@ -18,7 +18,7 @@ type Record struct {
 	Seq   uint64
 	TS    int64  // ms since the Unix epoch
 	From  string // publisher user id or API key name
-	Key   string // idempotency key, "" if none
+	Key   string // idempotency key, "" if none (kept in the message; see IndexKeys)
 	Data  []byte // the JSON value, verbatim
 }
 
@@ -26,6 +26,12 @@ type Record struct {
 type DedupEntry struct {
 	Epoch, Seq uint64
 	TS         int64
+}
+
+// KeyUse is an idempotency key of a room and where it was used.
+type KeyUse struct {
+	Key string
+	DedupEntry
 }
 
 // RoomState is what the log knows of a room, for recovery at start.
@@ -58,9 +64,9 @@ type Log struct {
 	metrics *metrics
 
 	// mu guards closed, and is held for reading by the queuing calls
-	// (Append, SetEpoch, MarkHot, MarkCold, retention tasks) while they
-	// queue and by readers while they use db, so that Close neither closes
-	// queue under a sender nor db under a reader.
+	// (Append, IndexKeys, SetEpoch, MarkHot, MarkCold, retention tasks)
+	// while they queue and by readers while they use db, so that Close
+	// neither closes queue under a sender nor db under a reader.
 	mu     sync.RWMutex
 	closed bool
 
@@ -153,6 +159,25 @@ func (l *Log) SetEpoch(room string, epoch uint64, durable func(error)) error {
 		return fmt.Errorf("%w: room name %q", ErrInvalid, room)
 	}
 	return l.enqueue(op{kind: opSetEpoch, room: room, epoch: epoch, durable: durable})
+}
+
+// IndexKeys queues entries in room's idempotency index for keys of
+// messages already appended, so that LookupKey finds them for DedupWindow
+// after their TS. Append does not index a record's key (the key is stored
+// in the message, where RecentKeys finds it): the caller indexes the keys
+// it can no longer remember in memory. Queue order makes this safe across
+// a crash: an index op queued before an append is durable whenever that
+// append is. durable runs in order with the appends' durable callbacks.
+func (l *Log) IndexKeys(room string, keys []KeyUse, durable func(error)) error {
+	if !validRoom(room) {
+		return fmt.Errorf("%w: room name %q", ErrInvalid, room)
+	}
+	for _, k := range keys {
+		if k.Key == "" || len(k.Key) > MaxKeyLen {
+			return fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalid, len(k.Key))
+		}
+	}
+	return l.enqueue(op{kind: opIndexKeys, room: room, keys: keys, durable: durable})
 }
 
 func validRecord(rec *Record) error {

@@ -139,6 +139,14 @@ func TestLookupKey(t *testing.T) {
 	appendWait(t, l, rec("r", 9, 2, now-int64(10*time.Minute/time.Millisecond), "edge"))
 	appendWait(t, l, rec("r", 9, 3, now, "fresh"))
 	appendWait(t, l, rec("r2", 9, 1, now, "other-room"))
+	// LookupKey reads the index only: an appended key is not in it until
+	// IndexKeys puts it there.
+	appendWait(t, l, rec("r", 9, 4, now, "appended-only"))
+	indexWait(t, l, "r",
+		KeyUse{Key: "old", DedupEntry: DedupEntry{Epoch: 9, Seq: 1, TS: now - int64(11*time.Minute/time.Millisecond)}},
+		KeyUse{Key: "edge", DedupEntry: DedupEntry{Epoch: 9, Seq: 2, TS: now - int64(10*time.Minute/time.Millisecond)}},
+		KeyUse{Key: "fresh", DedupEntry: DedupEntry{Epoch: 9, Seq: 3, TS: now}})
+	indexWait(t, l, "r2", KeyUse{Key: "other-room", DedupEntry: DedupEntry{Epoch: 9, Seq: 1, TS: now}})
 
 	tests := []struct {
 		room, key string
@@ -149,6 +157,7 @@ func TestLookupKey(t *testing.T) {
 		{"r", "edge", DedupEntry{Epoch: 9, Seq: 2, TS: now - 600_000}, true},
 		{"r", "old", DedupEntry{}, false},
 		{"r", "missing", DedupEntry{}, false},
+		{"r", "appended-only", DedupEntry{}, false},
 		{"r", "", DedupEntry{}, false},
 		{"r", "other-room", DedupEntry{}, false},
 		{"r2", "other-room", DedupEntry{Epoch: 9, Seq: 1, TS: now}, true},
@@ -190,6 +199,12 @@ func TestInvalidArguments(t *testing.T) {
 		{"read before bad room", func() error { _, err := l.ReadBefore("", 1, 1, 1); return err }},
 		{"first bad room", func() error { _, err := l.First("", 1); return err }},
 		{"lookup bad room", func() error { _, _, err := l.LookupKey("", "k"); return err }},
+		{"index bad room", func() error { return l.IndexKeys("", []KeyUse{{Key: "k"}}, nil) }},
+		{"index empty key", func() error { return l.IndexKeys("a", []KeyUse{{Key: "k"}, {}}, nil) }},
+		{"index key too long", func() error {
+			return l.IndexKeys("a", []KeyUse{{Key: string(bytes.Repeat([]byte("k"), MaxKeyLen+1))}}, nil)
+		}},
+		{"recent keys bad room", func() error { _, err := l.RecentKeys("a\x00", 0, 1); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,11 +345,13 @@ func TestClose(t *testing.T) {
 	calls := map[string]error{
 		"append":    l.Append(rec("a", 1, n+1, 1, ""), nil, nil),
 		"set epoch": l.SetEpoch("a", 2, nil),
+		"index":     l.IndexKeys("a", []KeyUse{{Key: "k"}}, nil),
 	}
 	_, calls["read"] = l.Read("a", 1, 1, 1)
 	_, calls["read before"] = l.ReadBefore("a", 1, 2, 1)
 	_, calls["first"] = l.First("a", 1)
 	_, _, calls["lookup"] = l.LookupKey("a", "k")
+	_, calls["recent keys"] = l.RecentKeys("a", 0, 1)
 	_, calls["rooms"] = l.Rooms()
 	for name, err := range calls {
 		if !errors.Is(err, ErrClosed) {

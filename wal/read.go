@@ -153,6 +153,71 @@ func (l *Log) LookupKey(room, key string) (DedupEntry, bool, error) {
 	return e, true, nil
 }
 
+// RecentKeys returns the idempotency keys of room's messages whose TS is
+// at or after since, the newest use of each, at most limit keys, oldest
+// first. It walks the room's epochs newest first and leaves an epoch at
+// its first message older than since (TSs rise with seqs within an
+// epoch). A room restarted from the log relearns with it the keys that
+// only its memory held (see IndexKeys).
+func (l *Log) RecentKeys(room string, since int64, limit int) ([]KeyUse, error) {
+	if !validRoom(room) {
+		return nil, fmt.Errorf("%w: room name %q", ErrInvalid, room)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []KeyUse
+	err := l.readDB(func(db *pebble.DB) error {
+		buf := make([]byte, 0, 2*messageKeyLen(room)+1)
+		lower := appendMessageKey(buf, room, 0, 0)
+		upper := appendRoomMessagesEnd(lower[len(lower):], room)
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]struct{})
+		var seek []byte
+		for ok := it.Last(); ok && len(out) < limit; {
+			k := it.Key()
+			if len(k) != messageKeyLen(room) {
+				return errors.Join(corruptf("message key of %d bytes in room %q", len(k), room), it.Close())
+			}
+			epoch := binary.BigEndian.Uint64(k[len(k)-16:])
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return errors.Join(err, it.Close())
+			}
+			m, err := decodeMessageValue(v)
+			if err != nil {
+				return errors.Join(err, it.Close())
+			}
+			if m.TS < since {
+				if epoch == 0 {
+					break
+				}
+				// The rest of this epoch is older still.
+				seek = appendMessageKey(seek[:0], room, epoch, 0)
+				ok = it.SeekLT(seek)
+				continue
+			}
+			if _, dup := seen[string(m.Key)]; len(m.Key) > 0 && !dup {
+				key := string(m.Key)
+				seen[key] = struct{}{}
+				out = append(out, KeyUse{Key: key, DedupEntry: DedupEntry{
+					Epoch: epoch, Seq: binary.BigEndian.Uint64(k[len(k)-8:]), TS: m.TS,
+				}})
+			}
+			ok = it.Prev()
+		}
+		return errors.Join(it.Error(), it.Close())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recent keys of room %q: %w", room, err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
 // dedupCutoff is the oldest TS (ms) still inside the dedup window.
 func (l *Log) dedupCutoff() int64 {
 	return l.cfg.Now().Add(-l.cfg.DedupWindow).UnixMilli()

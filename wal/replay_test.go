@@ -29,9 +29,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //	set-epoch room=R epoch=E
 //	append room=R epoch=E seq=S ts=MS [from=F] [key=K] [data=D]
 //	append-range room=R epoch=E from=S to=S ts=MS [step=MS]
+//	index room=R epoch=E seq=S ts=MS key=K   IndexKeys with one key
 //	sweep                           run retention once
 //	rooms | read room= epoch= from= limit= | read-before room= epoch= before= limit=
-//	first room= epoch= | lookup room= key=
+//	first room= epoch= | lookup room= key= | recent-keys room= since= limit=
 func TestReplay(t *testing.T) {
 	files, err := filepath.Glob("testdata/replay/*.txt")
 	if err != nil || len(files) == 0 {
@@ -177,6 +178,10 @@ func runReplay(t *testing.T, file string) {
 				appendWait(t, l, rec(b.args["room"], num("epoch"), seq, ts, ""))
 				ts += step
 			}
+		case "index":
+			indexWait(t, l, b.args["room"], KeyUse{Key: b.args["key"], DedupEntry: DedupEntry{
+				Epoch: num("epoch"), Seq: num("seq"), TS: int64(num("ts")),
+			}})
 		case "sweep":
 			if err := l.sweep(context.Background()); err != nil {
 				t.Fatalf("%s: %v", at, err)
@@ -221,6 +226,14 @@ func runReplay(t *testing.T, file string) {
 			} else {
 				got = []string{"not found"}
 			}
+		case "recent-keys":
+			keys, err := l.RecentKeys(b.args["room"], int64(num("since")), int(num("limit")))
+			if err != nil {
+				t.Fatalf("%s: %v", at, err)
+			}
+			for _, k := range keys {
+				got = append(got, fmt.Sprintf("%s epoch=%d seq=%d ts=%d", k.Key, k.Epoch, k.Seq, k.TS))
+			}
 		default:
 			t.Fatalf("%s: unknown command", at)
 		}
@@ -252,7 +265,7 @@ func runReplay(t *testing.T, file string) {
 
 // rawCommand prints b's command line back in a stable order.
 func rawCommand(b *replayBlock) string {
-	order := []string{"room", "epoch", "seq", "from", "to", "before", "limit", "ts", "step", "key", "data",
+	order := []string{"room", "epoch", "seq", "from", "to", "before", "limit", "ts", "step", "key", "data", "since",
 		"now", "maxcount", "maxage", "dedup"}
 	parts := []string{b.cmd}
 	for _, k := range order {

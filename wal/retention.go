@@ -27,6 +27,9 @@ import (
 //     that Rooms() still finds the head after a restart and seqs are never
 //     handed out twice. Older epochs go entirely once past retention.
 //
+// A message deleted while still inside the dedup window takes its key
+// out of the log, so its key is indexed in the same batch (indexDeleted).
+//
 // Idempotency entries older than DedupWindow are deleted by scanning the
 // expiry index up to the cutoff. An entry refreshed since (its key was
 // used again after it expired) is kept: that check and the delete run on
@@ -98,8 +101,12 @@ func (l *Log) sweepMessages(ctx context.Context) (uint64, error) {
 		}
 		pending := ranges
 		ranges = nil
-		return l.runTask(func(_ *pebble.DB, b *pebble.Batch) error {
+		return l.runTask(func(db *pebble.DB, b *pebble.Batch) error {
+			cutoff := l.dedupCutoff()
 			for _, r := range pending {
+				if err := indexDeleted(db, b, r[0], r[1], cutoff); err != nil {
+					return err
+				}
 				if err := b.DeleteRange(r[0], r[1], nil); err != nil {
 					return err
 				}
@@ -178,6 +185,63 @@ func (l *Log) sweepMessages(ctx context.Context) (uint64, error) {
 	}
 	l.metrics.retentionDeleted.WithLabelValues("message").Add(float64(deleted))
 	return deleted, err
+}
+
+// indexDeleted adds to b the idempotency entries of the keyed messages in
+// [start, end), one epoch's prefix about to be deleted, that are still
+// inside the dedup window (TS >= cutoff): once deleted, their message no
+// longer carries the key, so the index must (see IndexKeys). It reads from
+// the end of the range and stops at the first message older than cutoff,
+// usually the first one read. A key whose index entry already records
+// this use (the same TS) is left alone, so an entry pointing at a copy in
+// a newer epoch stays.
+func indexDeleted(db *pebble.DB, b *pebble.Batch, start, end []byte, cutoff int64) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	var dk []byte
+	for ok := it.Last(); ok; ok = it.Prev() {
+		p, err := decodeKey(it.Key())
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		if p.Kind != kindMessage {
+			return errors.Join(corruptf("key kind 0x%02x among message keys", p.Kind), it.Close())
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		m, err := decodeMessageValue(v)
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		if m.TS < cutoff {
+			break
+		}
+		if len(m.Key) == 0 {
+			continue
+		}
+		dk = appendDedupKey(dk[:0], string(p.Room), string(m.Key))
+		ev, closer, err := db.Get(dk)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+		case err != nil:
+			return errors.Join(err, it.Close())
+		default:
+			e, derr := decodeDedupValue(ev)
+			_ = closer.Close()
+			if derr != nil {
+				return errors.Join(derr, it.Close())
+			}
+			if e.TS == m.TS {
+				continue
+			}
+		}
+		putIndexEntry(b, string(p.Room), KeyUse{Key: string(m.Key), DedupEntry: DedupEntry{Epoch: p.Epoch, Seq: p.Seq, TS: m.TS}})
+	}
+	return errors.Join(it.Error(), it.Close())
 }
 
 // currentEpoch is room's epoch from its room key, or its highest epoch

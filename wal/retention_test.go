@@ -50,6 +50,11 @@ func TestDedupSweepDeletes(t *testing.T) {
 		recs = append(recs, rec("r", 1, seq, ts, "key-"+itoa(seq)))
 	}
 	appendAll(t, l, recs)
+	keys := make([]KeyUse, 0, n)
+	for _, r := range recs {
+		keys = append(keys, KeyUse{Key: r.Key, DedupEntry: DedupEntry{Epoch: r.Epoch, Seq: r.Seq, TS: r.TS}})
+	}
+	indexWait(t, l, "r", keys...)
 	clk.Add(time.Minute + time.Millisecond)
 	if err := l.sweep(t.Context()); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,108 @@
+package router
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/arena-mesh/arena/wal"
+)
+
+// Where a room finds an idempotency key used within the window:
+//
+//   - in memory (the sequencer): the newest DedupMemory keys;
+//   - in its message in the wal: the wal stores each message's key with it
+//     and does not index it, so a publish costs one Pebble key, not three;
+//   - in the wal's key index: the keys memory evicted for capacity. The
+//     room has them indexed (wal.IndexKeys) before the append that evicted
+//     them, so whenever that append survives a crash, so does the index
+//     entry. Until the entry is written, the room answers from indexing.
+//
+// A room recovered from the wal at start relearns the keys of its newest
+// messages (wal.RecentKeys) before its first keyed publish; the keys
+// older than those were evicted from memory before the restart, hence
+// indexed, or their messages were deleted by retention, which indexes
+// them too. A miss still looks in the index for a window after the start
+// (sequencer.lookupUntil).
+
+// loadKeysLocked relearns, once, the keys of a room recovered from the
+// wal: those of its newest messages within the window, up to DedupMemory.
+// The caller holds rm.mu.
+func (rm *room) loadKeysLocked(now time.Time) error {
+	if !rm.needKeys {
+		return nil
+	}
+	r := rm.r
+	since := now.Add(-r.cfg.DedupWindow).UnixMilli() + 1 // the sequencer's window
+	uses, err := r.log.RecentKeys(rm.name, since, r.cfg.DedupMemory)
+	if err != nil {
+		return fmt.Errorf("read recent keys of room %q: %w", rm.name, err)
+	}
+	keys := make([]keyOrigin, len(uses))
+	for i, u := range uses {
+		epoch := u.Epoch
+		if epoch == rm.copiedEpoch {
+			// A hot restart copies that epoch into this one, seqs
+			// unchanged: name the copy, as the index would.
+			epoch = rm.epoch
+		}
+		keys[i] = keyOrigin{key: u.Key, origin: origin{Epoch: epoch, Seq: u.Seq, TS: u.TS}}
+	}
+	rm.seq.load(keys, now)
+	rm.needKeys = false
+	return rm.indexEvictedLocked()
+}
+
+// indexEvictedLocked queues the wal index entries of the keys the
+// sequencer evicted for capacity, before the append that evicted them
+// (the caller queues that next). Until the entries are written, the room
+// answers for those keys from indexing. The caller holds rm.mu.
+func (rm *room) indexEvictedLocked() error {
+	ev := rm.seq.takeEvicted()
+	if len(ev) == 0 {
+		return nil
+	}
+	uses := make([]wal.KeyUse, len(ev))
+	rm.pendMu.Lock()
+	if rm.indexing == nil {
+		rm.indexing = make(map[string]origin, len(ev))
+	}
+	for i, k := range ev {
+		uses[i] = wal.KeyUse{Key: k.key, DedupEntry: wal.DedupEntry{Epoch: k.Epoch, Seq: k.Seq, TS: k.TS}}
+		rm.indexing[k.key] = k.origin
+	}
+	rm.pendMu.Unlock()
+	return rm.r.log.IndexKeys(rm.name, uses, func(err error) {
+		if err != nil {
+			// The wal failed: keep answering from indexing while the
+			// process lives; after a restart the keys' messages, newer
+			// than anything the failure lost, give them back.
+			return
+		}
+		rm.pendMu.Lock()
+		for _, u := range uses {
+			if o, ok := rm.indexing[u.Key]; ok && o.Seq == u.Seq && o.Epoch == u.Epoch {
+				delete(rm.indexing, u.Key)
+			}
+		}
+		if len(rm.indexing) == 0 {
+			rm.indexing = nil
+		}
+		rm.pendMu.Unlock()
+	})
+}
+
+// lookupKeyLocked finds key, which memory does not hold, among the keys
+// being indexed and then in the wal's index. The caller holds rm.mu.
+func (rm *room) lookupKeyLocked(key string) (origin, bool, error) {
+	rm.pendMu.Lock()
+	o, ok := rm.indexing[key]
+	rm.pendMu.Unlock()
+	if ok {
+		return o, true, nil
+	}
+	e, found, err := rm.r.log.LookupKey(rm.name, key)
+	if err != nil || !found {
+		return origin{}, false, err
+	}
+	return origin{Epoch: e.Epoch, Seq: e.Seq, TS: e.TS}, true, nil
+}
