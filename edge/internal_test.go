@@ -50,7 +50,7 @@ func TestHotPathAllocs(t *testing.T) {
 		id := int64(12345)
 		ack := router.Ack{Epoch: 1795414745384913, Seq: 99999, TS: 1795414745392}
 		if n := testing.AllocsPerRun(1000, func() {
-			s.sendAck(&id, "chat:room", ack)
+			s.sendAck(id, "chat:room", ack)
 			s.mu.Lock()
 			s.ctrl, s.ctrlCount = s.ctrl[:0], 0
 			s.mu.Unlock()
@@ -73,7 +73,7 @@ func TestAckEncoding(t *testing.T) {
 	for _, dup := range []bool{false, true} {
 		id := int64(-7)
 		ack := router.Ack{Epoch: 1 << 52, Seq: 42, TS: 1700000000000, Dup: dup}
-		s.sendAck(&id, "dm:a@b/c.d_e-f", ack)
+		s.sendAck(id, "dm:a@b/c.d_e-f", ack)
 		want, _ := json.Marshal(protocol.Ack{Op: protocol.OpAck, ID: &id, Room: "dm:a@b/c.d_e-f",
 			Epoch: ack.Epoch, Seq: ack.Seq, TS: ack.TS, Dup: dup})
 		if string(s.ctrl) != string(want) {

@@ -1,16 +1,25 @@
 package edge
 
 import (
+	"sync"
+
 	"github.com/arena-mesh/arena/protocol"
 	"github.com/arena-mesh/arena/router"
 )
+
+// frameBufs hold decoded frames while their handler runs: a frame struct
+// is hundreds of bytes, and a pub would otherwise allocate one.
+var frameBufs = sync.Pool{New: func() any { return new(protocol.FrameBuf) }}
 
 // handleFrame decodes and handles one client frame. It runs on the
 // reader goroutine. Every failure becomes an error frame; a bad frame
 // never closes the connection by itself, but more than abuseLimit of them
 // within abuseWindow do (1008).
 func (s *session) handleFrame(line []byte) {
-	f, err := protocol.DecodeClient(line)
+	buf := frameBufs.Get().(*protocol.FrameBuf)
+	defer frameBufs.Put(buf)
+	// f lives in buf until this returns: handlers copy what they keep.
+	f, err := buf.Decode(line)
 	s.srv.m.frameIn(f.Op)
 	if err != nil {
 		s.badFrame(f.ID, err)
@@ -175,7 +184,7 @@ func (s *session) handlePub(f *protocol.Frame) {
 	case <-s.done:
 		return
 	}
-	id := f.ID
+	id := newReplyID(f.ID) // f.ID lives only until handleFrame returns
 	err := s.srv.cfg.Router.PublishAsync(s.ctx, req, func(ack router.Ack, err error) {
 		s.published(id, req.Room, ack, err)
 	})
@@ -186,25 +195,49 @@ func (s *session) handlePub(f *protocol.Frame) {
 		}
 		err = s.srv.routerError(err)
 		s.srv.m.published(false, err)
-		s.replyErr(id, err)
+		s.replyErr(id.ptr(), err)
 	}
+}
+
+// replyID is a frame's id by value, for a reply sent after the frame's
+// FrameBuf is reused.
+type replyID struct {
+	v   int64
+	set bool
+}
+
+func newReplyID(id *int64) replyID {
+	if id == nil {
+		return replyID{}
+	}
+	return replyID{v: *id, set: true}
+}
+
+// ptr returns the id as a frame's ID field: nil if the frame had none.
+func (id replyID) ptr() *int64 {
+	if !id.set {
+		return nil
+	}
+	p := new(int64)
+	*p = id.v
+	return p
 }
 
 // published is the router's done callback of a publish of s: it queues
 // the ack (or the error) without waiting, then frees the publish's
 // in-flight slot. It runs on router, wal or mesh goroutines, or on the
 // reader for the duplicate of a durable message.
-func (s *session) published(id *int64, room string, ack router.Ack, err error) {
+func (s *session) published(id replyID, room string, ack router.Ack, err error) {
 	if err != nil {
 		err = s.srv.routerError(err)
 		s.srv.m.published(false, err)
-		e := protocol.ErrorFrame(id, err)
+		e := protocol.ErrorFrame(id.ptr(), err)
 		s.srv.m.errorSent(e.Code)
 		s.sendMode(e, queueNoWait)
 	} else {
 		s.srv.m.published(ack.Dup, nil)
-		if id != nil {
-			s.sendAck(id, room, ack)
+		if id.set {
+			s.sendAck(id.v, room, ack)
 		}
 	}
 	<-s.pubSem

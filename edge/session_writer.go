@@ -225,10 +225,10 @@ func (s *session) sendMode(v any, mode queueMode) {
 // sendAck queues the ack of a publish, encoded by hand: it is the most
 // frequent control frame. Room names need no JSON escaping. It never
 // waits (it runs in the router's done callback).
-func (s *session) sendAck(id *int64, room string, ack router.Ack) {
+func (s *session) sendAck(id int64, room string, ack router.Ack) {
 	var a [160]byte
 	b := append(a[:0], `{"op":"ack","id":`...)
-	b = strconv.AppendInt(b, *id, 10)
+	b = strconv.AppendInt(b, id, 10)
 	b = append(b, `,"room":"`...)
 	b = append(b, room...)
 	b = append(b, `","epoch":`...)

@@ -21,7 +21,7 @@ func BenchmarkDecodePub(b *testing.B) {
 	decoders := []struct {
 		name   string
 		decode func([]byte) (*Frame, error)
-	}{{"DecodeClient", DecodeClient}, {"encoding-json", decodeClientJSON}}
+	}{{"DecodeClient", DecodeClient}, {"FrameBuf", new(FrameBuf).Decode}, {"encoding-json", decodeClientJSON}}
 	for _, fr := range frames {
 		for _, dec := range decoders {
 			b.Run(fr.name+"/"+dec.name, func(b *testing.B) {

@@ -61,6 +61,25 @@ func DecodeClient(b []byte) (*Frame, error) {
 	return decodeClientJSON(b)
 }
 
+// FrameBuf is storage for decoded client frames that a reader reuses from
+// one frame to the next, so that the frame struct (hundreds of bytes, as
+// it has every field of every frame) is not allocated per frame. Its
+// zero value is ready to use; it is not safe for concurrent use.
+type FrameBuf struct{ box frameBox }
+
+// Decode is DecodeClient with the frame built in buf: the *Frame it
+// returns, and the values its pointer fields (ID, Since, Before, After)
+// point at, are valid until buf's next Decode, so copy what must outlive
+// that. Its strings and Data are fresh and may be kept. Frames in shapes
+// the fast path declines are decoded into a new Frame, as DecodeClient
+// does.
+func (buf *FrameBuf) Decode(b []byte) (*Frame, error) {
+	if f, ok := decodeFastInto(b, &buf.box); ok {
+		return f, f.CheckClient()
+	}
+	return decodeClientJSON(b)
+}
+
 // decodeClientJSON is DecodeClient through encoding/json: the reference
 // the fast path must match, and the path for every frame it declines.
 func decodeClientJSON(b []byte) (*Frame, error) {

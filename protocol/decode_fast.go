@@ -149,20 +149,31 @@ var fastOpts = jsontext.AllowDuplicateNames(true)
 // reports false, with no frame, when b is not in the shape it handles (see
 // the top of this file). It does not check the frame (see CheckClient).
 func decodeFast(b []byte) (*Frame, bool) {
+	return decodeFastInto(b, nil)
+}
+
+// decodeFastInto is decodeFast building the frame in box, or in a new
+// one if box is nil.
+func decodeFastInto(b []byte, box *frameBox) (*Frame, bool) {
 	fd := fastDecoders.Get().(*fastDecoder)
-	f, ok := fd.decode(b)
+	f, ok := fd.decodeInto(b, box)
 	fastDecoders.Put(fd)
 	return f, ok
 }
 
 // decode is decodeFast with a given fastDecoder.
 func (fd *fastDecoder) decode(b []byte) (*Frame, bool) {
+	return fd.decodeInto(b, nil)
+}
+
+// decodeInto is decodeFastInto with a given fastDecoder.
+func (fd *fastDecoder) decodeInto(b []byte, box *frameBox) (*Frame, bool) {
 	fd.in = *bytes.NewBuffer(b)
 	fd.dec.Reset(&fd.in, fastOpts)
 	if !fd.object(b) {
 		return nil, false
 	}
-	return fd.frame(b), true
+	return fd.frame(b, box), true
 }
 
 // object reads the top-level object of b into fd.
@@ -319,10 +330,14 @@ type frameBox struct {
 	before, after uint64
 }
 
-// frame builds the decoded frame in three allocations: the frame with its
-// pointed-at values, one string that the string fields share, and data.
-func (fd *fastDecoder) frame(b []byte) *Frame {
-	box := &frameBox{id: fd.id, since: fd.since, before: fd.before, after: fd.after}
+// frame builds the decoded frame in box (a new one if nil: one more
+// allocation) and two allocations: one string that the string fields
+// share, and data.
+func (fd *fastDecoder) frame(b []byte, box *frameBox) *Frame {
+	if box == nil {
+		box = new(frameBox)
+	}
+	*box = frameBox{id: fd.id, since: fd.since, before: fd.before, after: fd.after}
 	f := &box.f
 	got := fd.got
 	if got&fieldID != 0 {

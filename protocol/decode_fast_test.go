@@ -12,6 +12,9 @@ import (
 // path give the same frame and the same error for b, and unless a frame
 // from the fast path equals what json.Unmarshal makes and owns its memory.
 // It reports whether the fast path took b.
+// sharedBuf is the FrameBuf checkFastMatchesJSON decodes every input with.
+var sharedBuf FrameBuf
+
 func checkFastMatchesJSON(t *testing.T, b []byte) bool {
 	t.Helper()
 	in := bytes.Clone(b) // clobbered below
@@ -19,6 +22,12 @@ func checkFastMatchesJSON(t *testing.T, b []byte) bool {
 	want, wantErr := decodeClientJSON(b)
 	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotErr, wantErr) {
 		t.Fatalf("DecodeClient(%q)\n got %+v, %v\nwant %+v, %v", b, got, gotErr, want, wantErr)
+	}
+	// sharedBuf decoded the frames of earlier calls: nothing of theirs
+	// may show in this one.
+	got, gotErr = sharedBuf.Decode(bytes.Clone(b))
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotErr, wantErr) {
+		t.Fatalf("FrameBuf.Decode(%q) after other frames\n got %+v, %v\nwant %+v, %v", b, got, gotErr, want, wantErr)
 	}
 	fast, ok := decodeFast(in)
 	if !ok {
@@ -179,6 +188,20 @@ func TestDecodeFastAllocs(t *testing.T) {
 	})
 	if allocs > 3 {
 		t.Errorf("decoding a pub allocates %v times, want at most 3", allocs)
+	}
+}
+
+// TestFrameBufAllocs: a FrameBuf takes the frame's own allocation off a
+// pub, leaving the shared string and the copy of data.
+func TestFrameBufAllocs(t *testing.T) {
+	var buf FrameBuf
+	allocs := testing.AllocsPerRun(1000, func() {
+		if f, err := buf.Decode(typicalPub); err != nil || f.Op != OpPub {
+			t.Fatalf("Decode(typical pub) = %+v, %v", f, err)
+		}
+	})
+	if allocs > 2 {
+		t.Errorf("decoding a pub into a FrameBuf allocates %v times, want at most 2", allocs)
 	}
 }
 
