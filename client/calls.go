@@ -53,13 +53,105 @@ func (c *Client) Publish(ctx context.Context, room string, data json.RawMessage,
 	if err != nil {
 		return Ack{}, err
 	}
-	key := opts.Key
+	return c.publishLoop(ctx, room, c.pubEncoder(room, opts.Key, data))
+}
+
+// PublishAsync is Publish without the wait, for keeping many publishes in
+// flight from one goroutine (a feed, a bridge): it queues the publish and
+// returns, and done receives the outcome exactly once, the Ack once the
+// message is durable or the error Publish would have returned. Publishes
+// go on the wire in call order. Retries are Publish's, with the same
+// idempotency key.
+//
+// done runs on the connection's reader goroutine, or on a goroutine of
+// its own after a retry, and must not block; it runs before PublishAsync
+// returns for a bad argument. ctx bounds the wait for room in the write
+// buffer (Options.WriteBuffer, during which PublishAsync blocks) and the
+// retries; a publish already written waits for its ack, or for the loss
+// of its connection, whatever becomes of ctx.
+func (c *Client) PublishAsync(ctx context.Context, room string, data json.RawMessage, opts PublishOptions, done func(Ack, error)) {
+	if err := protocol.CheckRoom(room); err != nil {
+		done(Ack{}, err)
+		return
+	}
+	if err := protocol.CheckKey(opts.Key); err != nil {
+		done(Ack{}, err)
+		return
+	}
+	data, err := checkData(data)
+	if err != nil {
+		done(Ack{}, err)
+		return
+	}
+	enc := c.pubEncoder(room, opts.Key, data)
+	// failed takes the first attempt's failure: what Publish would retry
+	// is retried on a goroutine, by Publish's loop.
+	failed := func(err error) {
+		retry := errors.Is(err, errConnLost)
+		attempt, delay := 1, time.Duration(0)
+		if !retry {
+			delay, retry = c.retryDelay(err, &attempt)
+		}
+		if !retry {
+			done(Ack{}, fmt.Errorf("publish to %s: %w", room, err))
+			return
+		}
+		go func() {
+			if delay > 0 && !c.sleep(ctx, delay) {
+				if c.ctx.Err() != nil {
+					err = c.closedErr()
+				} else {
+					err = fmt.Errorf("%w after %w", ctx.Err(), err)
+				}
+				done(Ack{}, fmt.Errorf("publish to %s: %w", room, err))
+				return
+			}
+			done(c.publishLoop(ctx, room, enc))
+		}()
+	}
+	s := c.currentSession()
+	if s == nil {
+		failed(errConnLost) // reconnecting: the loop waits for the connection
+		return
+	}
+	id := c.newID()
+	if !s.addPending(id, func(f *protocol.Frame, err error) {
+		if err == nil {
+			switch f.Op {
+			case protocol.OpAck:
+				done(Ack{Epoch: f.Epoch, Seq: f.Seq, TS: f.TS, Dup: f.Dup}, nil)
+				return
+			case protocol.OpError:
+				err = frameError(f)
+			default:
+				err = protocol.Errorf(protocol.CodeInternal, "unexpected %q reply, want %q", f.Op, protocol.OpAck)
+			}
+		}
+		failed(err)
+	}) {
+		failed(errConnLost)
+		return
+	}
+	if err := s.send(ctx, true, func(b []byte) []byte { return enc(b, id) }); err != nil {
+		if s.takePending(id) != nil { // else the connection's loss took it
+			failed(err)
+		}
+	}
+}
+
+// pubEncoder returns the encoder of a pub frame of data to room with key,
+// or with a fresh key if key is "": the one every attempt sends.
+func (c *Client) pubEncoder(room, key string, data json.RawMessage) func(b []byte, id int64) []byte {
 	if key == "" {
 		key = c.newKey()
 	}
+	return func(b []byte, id int64) []byte { return appendPub(b, id, room, key, data) }
+}
+
+// publishLoop is Publish's request loop (see do).
+func (c *Client) publishLoop(ctx context.Context, room string, enc func(b []byte, id int64) []byte) (Ack, error) {
 	var ack Ack
-	err = c.do(ctx, protocol.OpAck,
-		func(b []byte, id int64) []byte { return appendPub(b, id, room, key, data) },
+	err := c.do(ctx, protocol.OpAck, enc,
 		func(f *protocol.Frame) { ack = Ack{Epoch: f.Epoch, Seq: f.Seq, TS: f.TS, Dup: f.Dup} })
 	if err != nil {
 		return Ack{}, fmt.Errorf("publish to %s: %w", room, err)
