@@ -3,13 +3,15 @@
 //
 // Dial connects (and authenticates with Options.Token). Subscribe returns a
 // Subscription whose channel C delivers the room's messages in order.
-// Publish returns once the message is durable. When the connection drops
+// Publish returns once the message is durable; PublishAsync queues it and
+// reports the outcome to a callback, for many publishes in flight from
+// one goroutine. When the connection drops
 // (a network failure, a node draining with a reconnect frame, the server
 // cutting a client that reads too slowly), the client reconnects with
 // backoff, trying the edges the server suggested first, and subscribes
 // again from each subscription's last position: the messages missed
 // meanwhile are delivered, none twice (they are deduplicated by epoch and
-// seq). A Publish in flight is sent again with the same key, so it takes
+// seq). A publish in flight is sent again with the same key, so it takes
 // effect once. If a position is no longer retained, the subscription
 // delivers an EventReset before going on. A message's Data is what the
 // server sent: the server accepts only valid JSON at publish, and the
@@ -24,8 +26,9 @@
 // requests by frame id, so calls from many goroutines proceed in parallel.
 // Events are delivered without ever blocking the reader: when a
 // subscription's channel is full, that room's messages are fetched again
-// once it has room (see SubscribeOptions.Buffer). Callbacks in Options
-// run on the reader goroutine and must not block. Close stops every
+// once it has room (see SubscribeOptions.Buffer). Callbacks in Options,
+// and PublishAsync's unless it retried, run on the reader goroutine and
+// must not block. Close stops every
 // goroutine; calls then return ErrClosed.
 //
 // # Errors

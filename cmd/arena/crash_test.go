@@ -129,7 +129,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // TestCrashLosesNoAckedMessage publishes without waiting for acks, kills
 // the node with SIGKILL after some acks arrived, restarts it on the same
 // data directory and checks that every acked message is in history with
-// the seq its ack named.
+// the seq its ack named, and that publishing any of them again with its
+// key is answered as a duplicate.
 //
 // By default the room delivers only durable messages, so it keeps its
 // epoch: every ack's (epoch, seq) is the message's position after the
@@ -269,6 +270,62 @@ func testCrashLosesNoAckedMessage(t *testing.T, early bool) {
 	}
 	if got := metricValue(t, node.addr, "arena_router_rooms_restarted_unclean_total"); got != want {
 		t.Fatalf("rooms restarted after the unclean stop = %v, want %v", got, want)
+	}
+	republishIsDup(t, node.addr, token, "crash:room", got)
+}
+
+// republishIsDup publishes every message of history again with its key:
+// after the crash each must be answered dup with the position the
+// restarted node gives it, and nothing published twice. The keys come
+// back from the messages themselves (and the key index for those the room
+// had evicted from memory), not from the crashed node's memory.
+func republishIsDup(t *testing.T, addr, token, room string, history []protocol.Msg) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/v1/ws", &websocket.DialOptions{
+		Subprotocols: []string{protocol.Subprotocol},
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(16 << 20)
+	writeFrames(t, ctx, conn, `{"op":"connect","id":0}`)
+	go func() {
+		for i := 0; i < len(history); i += 50 {
+			var b strings.Builder
+			for j, m := range history[i:min(i+50, len(history))] {
+				fmt.Fprintf(&b, `{"op":"pub","id":%d,"room":%q,"key":%q,"data":{"again":true}}`+"\n", i+j+1, room, m.Key)
+			}
+			if conn.Write(ctx, websocket.MessageText, []byte(b.String())) != nil {
+				return
+			}
+		}
+	}()
+	for answered := 0; answered < len(history); {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("republish: %d of %d answered: %v", answered, len(history), err)
+		}
+		for line := range protocol.Lines(msg) {
+			var f protocol.Frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatal(err)
+			}
+			if f.ID == nil || *f.ID == 0 {
+				continue // connected
+			}
+			m := history[*f.ID-1]
+			if f.Op != protocol.OpAck || !f.Dup || f.Seq != m.Seq || f.Epoch != m.Epoch {
+				t.Fatalf("republish of %s (history (%d,%d)): %s, want a dup ack of that position", m.Key, m.Epoch, m.Seq, line)
+			}
+			answered++
+		}
+	}
+	if after := historyAll(t, addr, token, room); len(after) != len(history) {
+		t.Fatalf("history holds %d messages after the republish, want %d", len(after), len(history))
 	}
 }
 
