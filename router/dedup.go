@@ -22,7 +22,9 @@ import (
 // older than those were evicted from memory before the restart, hence
 // indexed, or their messages were deleted by retention, which indexes
 // them too. A miss still looks in the index for a window after the start
-// (sequencer.lookupUntil).
+// (sequencer.lookupUntil); otherwise only when the sequencer's filter of
+// evicted keys says the key may be one of them (keyfilter.go), so a busy
+// room does not pay a Pebble lookup for every new key.
 
 // loadKeysLocked relearns, once, the keys of a room recovered from the
 // wal: those of its newest messages within the window, up to DedupMemory.
@@ -100,6 +102,7 @@ func (rm *room) lookupKeyLocked(key string) (origin, bool, error) {
 	if ok {
 		return o, true, nil
 	}
+	rm.r.metrics.keyLookups.Inc()
 	e, found, err := rm.r.log.LookupKey(rm.name, key)
 	if err != nil || !found {
 		return origin{}, false, err

@@ -166,12 +166,33 @@ func TestIdempotentPublish(t *testing.T) {
 			t.Fatal(err)
 		}
 		// As if a's index entry were still queued: the room must answer
-		// from indexing, not from the wal's index or as a new key.
+		// from indexing before the wal's index (which names seq 1).
 		rm.pendMu.Lock()
-		rm.indexing = map[string]origin{"x": {Epoch: orig.Epoch, Seq: orig.Seq, TS: orig.TS}}
+		rm.indexing = map[string]origin{"a": {Epoch: orig.Epoch, Seq: 99, TS: orig.TS}}
 		rm.pendMu.Unlock()
-		if got := e.publish("indexing", "x"); !got.Dup || got.Seq != orig.Seq {
-			t.Fatalf("publish of a key being indexed: %+v, want Dup of seq %d", got, orig.Seq)
+		if got := e.publish("indexing", "a"); !got.Dup || got.Seq != 99 {
+			t.Fatalf("publish of a key being indexed: %+v, want Dup of the indexing entry's seq 99", got)
+		}
+	})
+
+	t.Run("a busy room looks up only the keys it evicted", func(t *testing.T) {
+		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 10 })
+		const n = 300
+		for i := range n {
+			e.publish("busy", fmt.Sprintf("k%d", i))
+		}
+		// Each new key after the first 10 evicted one; a lookup of each
+		// would make n-10. The filter of evicted keys allows its false
+		// positives (about 1%).
+		if got := counterValue(t, e.r.metrics.keyLookups); got > 10 {
+			t.Fatalf("%v key lookups for %d new keys, want nearly none", got, n)
+		}
+		before := counterValue(t, e.r.metrics.keyLookups)
+		if again := e.publish("busy", "k0"); !again.Dup || again.Seq != 1 {
+			t.Fatalf("republish of an evicted key: %+v, want Dup of seq 1", again)
+		}
+		if got := counterValue(t, e.r.metrics.keyLookups); got != before+1 {
+			t.Fatalf("key lookups %v after republishing an evicted key, want %v", got, before+1)
 		}
 	})
 }

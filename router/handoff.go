@@ -155,7 +155,7 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 			rm.mu.Unlock()
 			return fmt.Errorf("hand over room %q: %w", mv.name, err)
 		}
-		epoch, until = rm.epoch, rm.seq.lookupUntil
+		epoch, until = rm.epoch, rm.seq.lookupDeadline()
 		keys = rm.seq.liveKeys(r.cfg.Now())
 		err := rm.markHandedAwayLocked(func(err error) { barrier <- err })
 		rm.mu.Unlock()

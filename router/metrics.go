@@ -9,9 +9,11 @@ import (
 // metrics are the router's Prometheus collectors. They always exist (so the
 // hot path needs no nil checks) and are registered only with a Registerer.
 type metrics struct {
-	rooms         prometheus.Gauge
-	publishes     prometheus.Counter
-	duplicates    prometheus.Counter
+	rooms      prometheus.Gauge
+	publishes  prometheus.Counter
+	duplicates prometheus.Counter
+	// keyLookups counts misses in memory looked up in the wal's key index.
+	keyLookups    prometheus.Counter
 	catchups      prometheus.Counter
 	notifications prometheus.Counter
 	forwarded     prometheus.Counter
@@ -41,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "arena_router_duplicates_total",
 			Help: "Publishes answered as duplicates of an idempotency key.",
+		}),
+		keyLookups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "arena_router_key_lookups_total",
+			Help: "Idempotency keys missing from a room's memory that were looked up in the wal's key index.",
 		}),
 		catchups: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "arena_router_catchups_total",
@@ -86,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges, m.uncleanRestarts, m.hotRooms} {
+	for _, c := range []prometheus.Collector{m.rooms, m.publishes, m.duplicates, m.keyLookups, m.catchups, m.notifications, m.forwarded, m.peerDrops, m.badPeerFrames, m.repairs, m.peerMsgsSent, m.viewChanges, m.uncleanRestarts, m.hotRooms} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register router metrics: %w", err)
 		}

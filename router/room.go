@@ -245,5 +245,5 @@ func (rm *room) tryEvict(now time.Time) (dormantRoom, bool) {
 	// No publish is in flight, so the written head is the assigned head;
 	// every key in memory has expired (idle for a window), so carrying
 	// lookupUntil over keeps dedup exact.
-	return dormantRoom{epoch: rm.epoch, head: rm.ring.Head(), lookupUntil: rm.seq.lookupUntil}, true
+	return dormantRoom{epoch: rm.epoch, head: rm.ring.Head(), lookupUntil: rm.seq.lookupDeadline()}, true
 }

@@ -44,9 +44,13 @@ type sequencer struct {
 	qhead int               // index of the oldest live entry of queue
 
 	// lookupUntil: until then, a key missing from memory may still be in
-	// the wal's window (it was evicted by capacity, or used before a
-	// restart), so a miss must be checked there.
+	// the wal's index from before this sequencer existed (a restart, a
+	// handoff, a room back from dormancy), so every miss is checked there.
 	lookupUntil time.Time
+	// evictedKeys holds the keys this sequencer evicted for capacity while
+	// in the window, which the wal's index holds: a miss is checked there
+	// when the filter says the key may be one of them.
+	evictedKeys evictedFilter
 
 	// evicted are the keys remember dropped for capacity while still in
 	// the window, oldest first, until the room takes them (takeEvicted)
@@ -71,6 +75,7 @@ func newSequencer(epoch, head uint64, window time.Duration, capacity int, lookup
 		window:      window,
 		capacity:    max(capacity, 1),
 		lookupUntil: lookupUntil,
+		evictedKeys: evictedFilter{window: window},
 	}
 }
 
@@ -80,10 +85,21 @@ func (s *sequencer) check(key string, now time.Time) (origin, keyState) {
 	if o, ok := s.keys[key]; ok {
 		return o, keyDup
 	}
-	if now.Before(s.lookupUntil) {
+	if now.Before(s.lookupUntil) || s.evictedKeys.mayContain(key, now) {
 		return origin{}, keyUnknown
 	}
 	return origin{}, keyNew
+}
+
+// lookupDeadline is when no key missing from memory can be in the wal's
+// index any more: what a room that leaves memory (dormant, or handed to
+// another node) passes on as its successor's lookupUntil, as the filter
+// of evicted keys does not go with it.
+func (s *sequencer) lookupDeadline() time.Time {
+	if d := s.evictedKeys.deadline(); d.After(s.lookupUntil) {
+		return d
+	}
+	return s.lookupUntil
 }
 
 // next assigns the next seq to a message published at now with key (""
@@ -137,17 +153,14 @@ func (s *sequencer) remember(key string, o origin, now time.Time) {
 		o, live := s.keys[u.key]
 		live = live && o.Seq == u.seq // not a stale entry
 		s.popOldest()
-		until := time.UnixMilli(u.ts).Add(s.window)
-		if !until.After(now) {
-			continue // out of the window already
+		use := time.UnixMilli(u.ts)
+		if !live || !use.Add(s.window).After(now) {
+			continue // stale, or out of the window already
 		}
-		// A later miss must look in the wal, which is to index the key.
-		if until.After(s.lookupUntil) {
-			s.lookupUntil = until
-		}
-		if live {
-			s.evicted = append(s.evicted, keyOrigin{key: u.key, origin: o})
-		}
+		// The wal is to index the key, and a later miss of it to look
+		// there.
+		s.evicted = append(s.evicted, keyOrigin{key: u.key, origin: o})
+		s.evictedKeys.add(u.key, use, now, s.capacity)
 	}
 }
 
