@@ -96,6 +96,24 @@ func recordAt(it *pebble.Iterator, room string, epoch uint64) (Record, error) {
 	return recordFromValue(room, epoch, binary.BigEndian.Uint64(k[len(k)-8:]), v)
 }
 
+// messageAt decodes the message key and value at it, which is bounded to
+// message keys.
+func messageAt(it *pebble.Iterator) (keyParts, messageValue, error) {
+	p, err := decodeKey(it.Key())
+	if err != nil {
+		return keyParts{}, messageValue{}, err
+	}
+	if p.Kind != kindMessage {
+		return keyParts{}, messageValue{}, corruptf("key kind 0x%02x among message keys", p.Kind)
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return keyParts{}, messageValue{}, err
+	}
+	m, err := decodeMessageValue(v)
+	return p, m, err
+}
+
 // First returns the oldest retained seq of room in epoch (0 if the log
 // holds none).
 func (l *Log) First(room string, epoch uint64) (uint64, error) {
@@ -178,34 +196,23 @@ func (l *Log) RecentKeys(room string, since int64, limit int) ([]KeyUse, error) 
 		seen := make(map[string]struct{})
 		var seek []byte
 		for ok := it.Last(); ok && len(out) < limit; {
-			k := it.Key()
-			if len(k) != messageKeyLen(room) {
-				return errors.Join(corruptf("message key of %d bytes in room %q", len(k), room), it.Close())
-			}
-			epoch := binary.BigEndian.Uint64(k[len(k)-16:])
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return errors.Join(err, it.Close())
-			}
-			m, err := decodeMessageValue(v)
+			p, m, err := messageAt(it)
 			if err != nil {
 				return errors.Join(err, it.Close())
 			}
 			if m.TS < since {
-				if epoch == 0 {
+				if p.Epoch == 0 {
 					break
 				}
 				// The rest of this epoch is older still.
-				seek = appendMessageKey(seek[:0], room, epoch, 0)
+				seek = appendMessageKey(seek[:0], room, p.Epoch, 0)
 				ok = it.SeekLT(seek)
 				continue
 			}
 			if _, dup := seen[string(m.Key)]; len(m.Key) > 0 && !dup {
 				key := string(m.Key)
 				seen[key] = struct{}{}
-				out = append(out, KeyUse{Key: key, DedupEntry: DedupEntry{
-					Epoch: epoch, Seq: binary.BigEndian.Uint64(k[len(k)-8:]), TS: m.TS,
-				}})
+				out = append(out, KeyUse{Key: key, DedupEntry: DedupEntry{Epoch: p.Epoch, Seq: p.Seq, TS: m.TS}})
 			}
 			ok = it.Prev()
 		}

@@ -202,18 +202,7 @@ func indexDeleted(db *pebble.DB, b *pebble.Batch, start, end []byte, cutoff int6
 	}
 	var dk []byte
 	for ok := it.Last(); ok; ok = it.Prev() {
-		p, err := decodeKey(it.Key())
-		if err != nil {
-			return errors.Join(err, it.Close())
-		}
-		if p.Kind != kindMessage {
-			return errors.Join(corruptf("key kind 0x%02x among message keys", p.Kind), it.Close())
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return errors.Join(err, it.Close())
-		}
-		m, err := decodeMessageValue(v)
+		p, m, err := messageAt(it)
 		if err != nil {
 			return errors.Join(err, it.Close())
 		}

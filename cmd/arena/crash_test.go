@@ -163,16 +163,7 @@ func testCrashLosesNoAckedMessage(t *testing.T, early bool) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+node.addr+"/v1/ws", &websocket.DialOptions{
-		Subprotocols: []string{protocol.Subprotocol},
-		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(16 << 20)
-	writeFrames(t, ctx, conn, `{"op":"connect","id":0}`)
+	conn := dialConnected(t, ctx, node.addr, token)
 
 	type acked struct {
 		seq   uint64
@@ -283,16 +274,7 @@ func republishIsDup(t *testing.T, addr, token, room string, history []protocol.M
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/v1/ws", &websocket.DialOptions{
-		Subprotocols: []string{protocol.Subprotocol},
-		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(16 << 20)
-	writeFrames(t, ctx, conn, `{"op":"connect","id":0}`)
+	conn := dialConnected(t, ctx, addr, token)
 	go func() {
 		for i := 0; i < len(history); i += 50 {
 			var b strings.Builder
@@ -381,6 +363,23 @@ func historyAll(t *testing.T, addr, token, room string) []protocol.Msg {
 		all = append(all, page.Msgs...)
 		after = page.Msgs[len(page.Msgs)-1].Seq
 	}
+}
+
+// dialConnected opens a WebSocket to the node at addr with token and
+// sends connect; the connection closes when the test ends.
+func dialConnected(t *testing.T, ctx context.Context, addr, token string) *websocket.Conn {
+	t.Helper()
+	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/v1/ws", &websocket.DialOptions{
+		Subprotocols: []string{protocol.Subprotocol},
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + token}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.CloseNow() })
+	conn.SetReadLimit(16 << 20)
+	writeFrames(t, ctx, conn, `{"op":"connect","id":0}`)
+	return conn
 }
 
 func writeFrames(t *testing.T, ctx context.Context, conn *websocket.Conn, frames ...string) {
