@@ -63,6 +63,36 @@ func BenchmarkPublishParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkPublishAsync publishes from one goroutine with up to 256
+// publishes in flight (to 32 rooms), the way a feed would with
+// PublishAsync; compare BenchmarkPublishParallel's 32 goroutines.
+func BenchmarkPublishAsync(b *testing.B) {
+	c := benchClient(b, benchNode(b), "alice")
+	data := json.RawMessage(`{"text":"hello, world","n":42}`)
+	var rooms [32]string
+	for i := range rooms {
+		rooms[i] = fmt.Sprintf("bench-%d", i)
+	}
+	window := make(chan struct{}, 256)
+	var failed atomic.Pointer[error]
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		window <- struct{}{}
+		c.PublishAsync(b.Context(), rooms[i%len(rooms)], data, client.PublishOptions{}, func(_ client.Ack, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+			<-window
+		})
+	}
+	for range cap(window) {
+		window <- struct{}{} // every publish acked
+	}
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+}
+
 // BenchmarkReceive is the subscriber side: messages read per second from
 // one room while a publisher keeps it busy.
 func BenchmarkReceive(b *testing.B) {
