@@ -54,7 +54,7 @@ geo() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 fanout100-early rooms rooms-tmpfs rooms-early rooms-batched conns durable durable-16 acks acks-10k acks-batched resume presence geo geo-tmpfs geo-early geo-batched)
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 fanout100-early rooms rooms-tmpfs rooms-early rooms-batched conns durable durable-16 durable-long acks acks-10k acks-batched resume presence geo geo-tmpfs geo-early geo-batched)
 for s in "${want[@]}"; do
 	case $s in
 	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
@@ -75,6 +75,9 @@ for s in "${want[@]}"; do
 	# The same with 16 publishes in flight per room: the node then reads
 	# several publishes per syscall and writes several acks per writev.
 	durable-16) run durable-16 durable --spawn "${pin[@]}" --rooms 1000 --inflight 16 --duration 10s ;;
+	# durable for two minutes: a fresh node's first seconds are its fastest,
+	# as Pebble's levels and the rooms' remembered keys grow.
+	durable-long) run durable-long durable --spawn "${pin[@]}" --rooms 1000 --inflight 4 --duration 120s ;;
 	# What fsync batching costs the acks: 2,000 msg/s over 1,000 rooms at a
 	# fixed rate, without and with wal.sync_interval.
 	acks) run acks durable --spawn "${pin[@]}" --rooms 1000 --rate 2000 --duration 10s ;;
