@@ -43,13 +43,7 @@ func (a Ack) Position() protocol.Position { return protocol.Position{Epoch: a.Ep
 // unless Options.RetryRateLimited, ...). If ctx ends first, the message
 // may still be published.
 func (c *Client) Publish(ctx context.Context, room string, data json.RawMessage, opts PublishOptions) (Ack, error) {
-	if err := protocol.CheckRoom(room); err != nil {
-		return Ack{}, err
-	}
-	if err := protocol.CheckKey(opts.Key); err != nil {
-		return Ack{}, err
-	}
-	data, err := checkData(data)
+	data, err := checkPub(room, opts.Key, data)
 	if err != nil {
 		return Ack{}, err
 	}
@@ -70,15 +64,7 @@ func (c *Client) Publish(ctx context.Context, room string, data json.RawMessage,
 // retries; a publish already written waits for its ack, or for the loss
 // of its connection, whatever becomes of ctx.
 func (c *Client) PublishAsync(ctx context.Context, room string, data json.RawMessage, opts PublishOptions, done func(Ack, error)) {
-	if err := protocol.CheckRoom(room); err != nil {
-		done(Ack{}, err)
-		return
-	}
-	if err := protocol.CheckKey(opts.Key); err != nil {
-		done(Ack{}, err)
-		return
-	}
-	data, err := checkData(data)
+	data, err := checkPub(room, opts.Key, data)
 	if err != nil {
 		done(Ack{}, err)
 		return
@@ -137,6 +123,18 @@ func (c *Client) PublishAsync(ctx context.Context, room string, data json.RawMes
 			failed(err)
 		}
 	}
+}
+
+// checkPub checks a publish's arguments before anything is sent, and
+// returns data as it goes on the wire (see checkData).
+func checkPub(room, key string, data json.RawMessage) (json.RawMessage, error) {
+	if err := protocol.CheckRoom(room); err != nil {
+		return nil, err
+	}
+	if err := protocol.CheckKey(key); err != nil {
+		return nil, err
+	}
+	return checkData(data)
 }
 
 // pubEncoder returns the encoder of a pub frame of data to room with key,

@@ -89,18 +89,31 @@ func TestMarkRead(t *testing.T) {
 }
 
 // TestRetryUntilDeadline: a call the server keeps answering with
-// unavailable is retried until its context ends.
+// unavailable is retried until its context ends; so is a PublishAsync,
+// whose done then reports the context's end.
 func TestRetryUntilDeadline(t *testing.T) {
 	n := edgetest.Start(t)
 	c := dial(t, n, "alice", client.Options{})
 	publish(t, c, "r", `1`)
 	_ = n.Router().Close() // the edge now answers unavailable
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	_, err := c.Presence(ctx, "r")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Presence: %v, want the deadline", err)
-	}
+	t.Run("presence", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := c.Presence(ctx, "r")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Presence: %v, want the deadline", err)
+		}
+	})
+	t.Run("publish async", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		res := newAsyncResults(t, 1)
+		c.PublishAsync(ctx, "r", json.RawMessage(`2`), client.PublishOptions{}, res.done(1))
+		res.wait()
+		if err := res.errs[1]; !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("PublishAsync: %v, want the deadline", err)
+		}
+	})
 }
 
 // TestPresenceReceiptsRooms: presence events, receipts to the publisher,

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,23 +153,5 @@ func TestPublishAsyncRetryAfterCut(t *testing.T) {
 	}
 	if after := publish(t, watcher, "r", `"after"`); after.Seq != total+1 {
 		t.Errorf("next seq %d, want %d: a retry was published again", after.Seq, total+1)
-	}
-}
-
-// TestPublishAsyncContextEnds: a publish that cannot be sent (the node
-// answers unavailable) is retried until ctx ends, and done then reports
-// the context's end.
-func TestPublishAsyncContextEnds(t *testing.T) {
-	n := edgetest.Start(t)
-	c := dial(t, n, "alice", client.Options{})
-	publish(t, c, "r", `1`)
-	_ = n.Router().Close() // the edge now answers unavailable
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	res := newAsyncResults(t, 1)
-	c.PublishAsync(ctx, "r", json.RawMessage(`2`), client.PublishOptions{}, res.done(1))
-	res.wait()
-	if err := res.errs[1]; !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want the deadline", err)
 	}
 }
