@@ -1,6 +1,9 @@
 package router
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // keyState is what the sequencer knows about an idempotency key.
 type keyState uint8
@@ -21,7 +24,7 @@ type origin struct {
 	TS         int64 // ms since the Unix epoch
 }
 
-// keyUse is one entry of the sequencer's key queue, oldest first.
+// keyUse is a key's use as a planned move hands it to the room's new home.
 type keyUse struct {
 	key string
 	seq uint64
@@ -39,9 +42,7 @@ type sequencer struct {
 	window   time.Duration
 	capacity int // keys kept in memory at most
 
-	keys  map[string]origin // key -> origin, for keys in queue
-	queue []keyUse          // keys in the order they were used; may hold stale entries (see forget)
-	qhead int               // index of the oldest live entry of queue
+	keys keyQueue // keys in the order they were used; may hold stale entries (see forget)
 
 	// lookupUntil: until then, a key missing from memory may still be in
 	// the wal's index from before this sequencer existed (a restart, a
@@ -74,6 +75,7 @@ func newSequencer(epoch, head uint64, window time.Duration, capacity int, lookup
 		head:        head,
 		window:      window,
 		capacity:    max(capacity, 1),
+		keys:        newKeyQueue(),
 		lookupUntil: lookupUntil,
 		evictedKeys: evictedFilter{window: window},
 	}
@@ -82,7 +84,7 @@ func newSequencer(epoch, head uint64, window time.Duration, capacity int, lookup
 // check reports what is known about key at now. With keyDup the origin is valid.
 func (s *sequencer) check(key string, now time.Time) (origin, keyState) {
 	s.expire(now)
-	if o, ok := s.keys[key]; ok {
+	if o, ok := s.keys.get(key); ok {
 		return o, keyDup
 	}
 	if now.Before(s.lookupUntil) || s.evictedKeys.mayContain(key, now) {
@@ -123,44 +125,30 @@ func (s *sequencer) undo(seq uint64, key string) {
 	if key == "" {
 		return
 	}
-	if o, ok := s.keys[key]; ok && o.Seq == seq {
-		delete(s.keys, key)
-	}
-	if n := len(s.queue); n > s.qhead && s.queue[n-1].seq == seq {
-		s.queue[n-1] = keyUse{}
-		s.queue = s.queue[:n-1]
-	}
+	s.keys.popNewest(seq)
 }
 
 // forget drops key from memory: its message failed to become durable, so a
 // retry must publish again. Its queue entry goes stale and is skipped later.
 func (s *sequencer) forget(key string, seq uint64) {
-	if o, ok := s.keys[key]; ok && o.Seq == seq {
-		delete(s.keys, key)
-	}
+	s.keys.drop(key, seq)
 }
 
 // remember records that key was used for o at now, evicting the oldest key
 // when memory is full.
 func (s *sequencer) remember(key string, o origin, now time.Time) {
-	if s.keys == nil {
-		s.keys = make(map[string]origin)
-	}
-	s.keys[key] = o
-	s.queue = append(s.queue, keyUse{key: key, seq: o.Seq, ts: o.TS})
-	for len(s.queue)-s.qhead > s.capacity {
-		u := s.queue[s.qhead]
-		o, live := s.keys[u.key]
-		live = live && o.Seq == u.seq // not a stale entry
-		s.popOldest()
-		use := time.UnixMilli(u.ts)
-		if !live || !use.Add(s.window).After(now) {
-			continue // stale, or out of the window already
+	s.keys.push(key, o)
+	for s.keys.len() > s.capacity {
+		e, k, live := s.keys.oldest()
+		use := time.UnixMilli(e.TS)
+		if live && use.Add(s.window).After(now) {
+			// Evicted in the window: the wal is to index the key, and a
+			// later miss of it to look there.
+			k = strings.Clone(k) // k is a view of the queue
+			s.evicted = append(s.evicted, keyOrigin{key: k, origin: e.origin})
+			s.evictedKeys.add(k, use, now, s.capacity)
 		}
-		// The wal is to index the key, and a later miss of it to look
-		// there.
-		s.evicted = append(s.evicted, keyOrigin{key: u.key, origin: o})
-		s.evictedKeys.add(u.key, use, now, s.capacity)
+		s.keys.pop()
 	}
 }
 
@@ -175,49 +163,25 @@ func (s *sequencer) takeEvicted() []keyOrigin {
 // expire drops the keys that left the window at now.
 func (s *sequencer) expire(now time.Time) {
 	cutoff := now.Add(-s.window).UnixMilli() // used at or before cutoff: expired
-	for s.qhead < len(s.queue) && s.queue[s.qhead].ts <= cutoff {
-		s.popOldest()
+	for s.keys.len() > 0 {
+		if s.keys.front().TS > cutoff {
+			return
+		}
+		s.keys.pop()
 	}
-}
-
-// popOldest removes and returns the oldest queue entry, dropping its key
-// from the map unless the entry is stale.
-func (s *sequencer) popOldest() keyUse {
-	u := s.queue[s.qhead]
-	s.queue[s.qhead] = keyUse{} // release the key string
-	s.qhead++
-	if o, ok := s.keys[u.key]; ok && o.Seq == u.seq {
-		delete(s.keys, u.key)
-	}
-	switch {
-	case s.qhead == len(s.queue):
-		s.queue, s.qhead = s.queue[:0], 0
-	case s.qhead >= 64 && s.qhead*2 >= len(s.queue):
-		// Slide the live part down so the queue's memory stays bounded.
-		n := copy(s.queue, s.queue[s.qhead:])
-		clear(s.queue[n:])
-		s.queue, s.qhead = s.queue[:n], 0
-	}
-	if len(s.keys) == 0 && cap(s.queue) > 1024 {
-		// Every entry left is stale: an idle room gives its memory back.
-		s.keys, s.queue, s.qhead = nil, nil, 0
-	}
-	return u
 }
 
 // memoryKeys is how many keys are held in memory (for tests).
-func (s *sequencer) memoryKeys() int { return len(s.keys) }
+func (s *sequencer) memoryKeys() int { return s.keys.live() }
 
 // liveKeys returns the keys held in memory that are still in the window
 // at now, oldest first: what a planned move hands to the room's new home.
 func (s *sequencer) liveKeys(now time.Time) []keyUse {
 	s.expire(now)
-	out := make([]keyUse, 0, len(s.keys))
-	for _, u := range s.queue[s.qhead:] {
-		if o, ok := s.keys[u.key]; ok && o.Seq == u.seq {
-			out = append(out, u)
-		}
-	}
+	out := make([]keyUse, 0, s.keys.live())
+	s.keys.each(func(e keyEntry, key string) {
+		out = append(out, keyUse{key: strings.Clone(key), seq: e.Seq, ts: e.TS})
+	})
 	return out
 }
 

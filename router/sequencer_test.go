@@ -152,12 +152,13 @@ func TestSequencer(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		forEachHashMask(t, tt.name, func(t *testing.T, mask uint64) {
 			var until time.Time
 			if tt.lookupUntil != 0 {
 				until = t0.Add(tt.lookupUntil)
 			}
 			s := newSequencer(tt.epoch, tt.head, window, tt.capacity, until)
+			s.keys.mask = mask
 			for i, st := range tt.steps {
 				now := t0.Add(st.at)
 				switch st.op {
@@ -197,10 +198,32 @@ func TestSequencer(t *testing.T) {
 	}
 }
 
+// forEachHashMask runs f as subtests with the key queue's hashes whole,
+// cut to one bit (every other key clashes) and cut to none (every key
+// clashes), so the paths for keys sharing a hash are exercised too.
+// name, if not empty, is a subtest holding them.
+func forEachHashMask(t *testing.T, name string, f func(t *testing.T, mask uint64)) {
+	if name != "" {
+		t.Run(name, func(t *testing.T) { forEachHashMask(t, "", f) })
+		return
+	}
+	for _, m := range []struct {
+		name string
+		mask uint64
+	}{{"64-bit hash", ^uint64(0)}, {"1-bit hash", 1}, {"0-bit hash", 0}} {
+		t.Run(m.name, func(t *testing.T) { f(t, m.mask) })
+	}
+}
+
 func TestSequencerMemoryBounded(t *testing.T) {
+	forEachHashMask(t, "", testSequencerMemoryBounded)
+}
+
+func testSequencerMemoryBounded(t *testing.T, mask uint64) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	const capacity = 100
 	s := newSequencer(1, 0, time.Minute, capacity, time.Time{})
+	s.keys.mask = mask
 	evicted := 0
 	for i := range 10_000 {
 		now := t0.Add(time.Duration(i) * time.Millisecond)
@@ -212,8 +235,11 @@ func TestSequencerMemoryBounded(t *testing.T) {
 		if n := s.memoryKeys(); n > capacity {
 			t.Fatalf("after %d keys: %d in memory, want <= %d", i+1, n, capacity)
 		}
-		if c := cap(s.queue); c > 4*capacity+256 {
+		if c := cap(s.keys.entries); c > 4*capacity+256 {
 			t.Fatalf("after %d keys: queue capacity %d, want bounded", i+1, c)
+		}
+		if c := cap(s.keys.slab); c > 16*(4*capacity+256) {
+			t.Fatalf("after %d keys: slab capacity %d, want bounded", i+1, c)
 		}
 	}
 	// Everything expires: memory is given back.
@@ -229,9 +255,14 @@ func TestSequencerMemoryBounded(t *testing.T) {
 // their own origins (an older epoch's among them) and count against
 // memory like any other.
 func TestSequencerLoad(t *testing.T) {
+	forEachHashMask(t, "", testSequencerLoad)
+}
+
+func testSequencerLoad(t *testing.T, mask uint64) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	const window = 10 * time.Minute
 	s := newSequencer(9, 20, window, 3, t0.Add(window))
+	s.keys.mask = mask
 	s.load([]keyOrigin{
 		{key: "expired", origin: origin{Epoch: 8, Seq: 1, TS: t0.Add(-window).UnixMilli()}},
 		{key: "old-epoch", origin: origin{Epoch: 8, Seq: 17, TS: t0.UnixMilli() - 5000}},
