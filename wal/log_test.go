@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestReadRoundTrip(t *testing.T) {
@@ -223,6 +225,9 @@ func TestOpenValidatesConfig(t *testing.T) {
 		{"no dir", Config{}},
 		{"negative batch", Config{Dir: t.TempDir(), MaxBatch: -1}},
 		{"negative age", Config{Dir: t.TempDir(), Retention: Retention{MaxAge: -time.Second}}},
+		{"negative memtable", Config{Dir: t.TempDir(), MemTableSize: -1}},
+		{"memtable too small", Config{Dir: t.TempDir(), MemTableSize: MinMemTableSize - 1}},
+		{"memtable too large", Config{Dir: t.TempDir(), MemTableSize: MaxMemTableSize + 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,6 +239,36 @@ func TestOpenValidatesConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMemTableSize: the configured memtable reaches Pebble, with a block
+// cache that holds blocks beyond the two memtables Pebble charges to it.
+func TestMemTableSize(t *testing.T) {
+	for _, tt := range []struct {
+		set, want int64
+	}{
+		{0, DefaultMemTableSize},
+		{MinMemTableSize, MinMemTableSize},
+		{MaxMemTableSize, MaxMemTableSize},
+	} {
+		cfg, err := Config{Dir: t.TempDir(), MemTableSize: tt.set}.withDefaults()
+		if err != nil {
+			t.Fatalf("MemTableSize %d: %v", tt.set, err)
+		}
+		opts := pebbleOptions(cfg, zerolog.Nop())
+		if opts.MemTableSize != uint64(tt.want) {
+			t.Errorf("MemTableSize %d: Pebble's is %d, want %d", tt.set, opts.MemTableSize, tt.want)
+		}
+		if blocks := opts.CacheSize - 2*tt.want; blocks < 64<<20 {
+			t.Errorf("MemTableSize %d: block cache %d leaves %d beyond two memtables, want at least 64 MiB", tt.set, opts.CacheSize, blocks)
+		}
+	}
+	// A log opens and takes records with the smallest memtable.
+	cfg := testConfig(t)
+	cfg.MemTableSize = MinMemTableSize
+	l := openLog(t, cfg)
+	setEpochWait(t, l, "r", 1)
+	appendWait(t, l, rec("r", 1, 1, 1, ""))
 }
 
 // TestCallbackOrder checks, with many concurrent appenders over a few

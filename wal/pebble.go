@@ -12,17 +12,13 @@ import (
 // group, read back mostly while still recent, deleted in prefixes by
 // retention.
 const (
-	// memTableSize is larger than Pebble's 4 MiB default so that recent
-	// messages (the catch-up reads) are served from memory and flushes,
-	// hence L0 files, are rarer.
-	memTableSize = 32 << 20
-	// blockCacheSize holds sstable blocks for history reads and recovery.
-	// Pebble charges memtables to the block cache (DB.newMemTable reserves
-	// their size in it), so it must exceed the memtables in use: with one
-	// mutable and one flushing memtable, 64 MiB is left for blocks. A cache
-	// no larger than the memtables caches nothing and makes every seek a
-	// disk read.
-	blockCacheSize = 128 << 20
+	// blockCacheBlocks is what the block cache holds for sstable blocks
+	// (history reads and recovery) beyond the memtables. Pebble charges
+	// memtables to the block cache (DB.newMemTable reserves their size in
+	// it), so the cache is sized for one mutable and one flushing memtable
+	// plus this: a cache no larger than the memtables caches nothing and
+	// makes every seek a disk read.
+	blockCacheBlocks = 64 << 20
 	// targetFileSize is the L0 sstable size, doubled per level. Larger
 	// files than Pebble's 2 MiB default keep the file count, and so the
 	// descriptors the table cache holds, low.
@@ -38,11 +34,10 @@ func pebbleOptions(cfg Config, log zerolog.Logger) *pebble.Options {
 	opts := &pebble.Options{
 		FS:                          cfg.FS,
 		Logger:                      pl,
-		MemTableSize:                memTableSize,
+		MemTableSize:                uint64(cfg.MemTableSize),
 		MemTableStopWritesThreshold: 4,
-		CacheSize:                   blockCacheSize,
+		CacheSize:                   2*cfg.MemTableSize + blockCacheBlocks,
 		MaxOpenFiles:                maxOpenFiles,
-		LBaseMaxBytes:               256 << 20,
 		// FormatNewest writes WAL sync offsets, which lets recovery tell a
 		// torn tail (expected after power loss) from corruption earlier in
 		// the log.

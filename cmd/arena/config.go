@@ -163,6 +163,11 @@ type WALConfig struct {
 	// hot_idle is set) wait up to this much longer. At most 100ms.
 	// 0: sync as soon as the previous fsync ends.
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// MemTableMB is the size in MiB of the log's memtable (Pebble's
+	// in-memory part; see wal.Config.MemTableSize): larger means fewer
+	// flushes and compactions under sustained load, for up to twice as
+	// much memory plus as much again of block cache. 4 to 1024. 0: 128.
+	MemTableMB int `yaml:"memtable_mb"`
 }
 
 // PlacementRule gives rooms whose name starts with Prefix the home

@@ -246,6 +246,10 @@ func TestValidateErrors(t *testing.T) {
 		{"hot idle", func(c *Config) { c.HotIdle = -time.Second }, "hot_idle"},
 		{"sync interval negative", func(c *Config) { c.WAL.SyncInterval = -time.Millisecond }, "wal.sync_interval"},
 		{"sync interval too long", func(c *Config) { c.WAL.SyncInterval = time.Second }, "wal.sync_interval 1s: must be at most 100ms"},
+		{"memtable negative", func(c *Config) { c.WAL.MemTableMB = -1 }, "wal.memtable_mb -1: must be 0 (the default, 128) or from 4 to 1024"},
+		{"memtable too small", func(c *Config) { c.WAL.MemTableMB = 3 }, "wal.memtable_mb 3"},
+		{"memtable too large", func(c *Config) { c.WAL.MemTableMB = 1025 }, "wal.memtable_mb 1025"},
+		{"memtable overflowing", func(c *Config) { c.WAL.MemTableMB = 1 << 44 }, "wal.memtable_mb 17592186044416"},
 		{"pem and pem_file", func(c *Config) {
 			c.Auth.PublicKeys = []PublicKeyConfig{{Alg: "EdDSA", PEM: "x", PEMFile: "y"}}
 		}, "auth.public_keys[0]: set exactly one of pem and pem_file"},

@@ -327,6 +327,10 @@ func (c *Config) checkLimits() []error {
 		errs = append(errs, fmt.Errorf("wal.sync_interval %v: must be at most %v", c.WAL.SyncInterval, wal.MaxSyncInterval))
 	}
 	negDur("wal.sync_interval", c.WAL.SyncInterval)
+	if mb := c.WAL.MemTableMB; mb != 0 && (mb < wal.MinMemTableSize>>20 || mb > wal.MaxMemTableSize>>20) {
+		errs = append(errs, fmt.Errorf("wal.memtable_mb %d: must be 0 (the default, %d) or from %d to %d",
+			c.WAL.MemTableMB, wal.DefaultMemTableSize>>20, wal.MinMemTableSize>>20, wal.MaxMemTableSize>>20))
+	}
 	if c.Limits.PublishBurst == 0 && c.Limits.PublishRate >= math.MaxInt32/2 {
 		errs = append(errs, fmt.Errorf("limits.publish_rate %v: too large", c.Limits.PublishRate))
 	}

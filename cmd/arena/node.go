@@ -131,6 +131,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Retention:    wal.Retention{MaxCount: cfg.WAL.RetentionCount, MaxAge: cfg.WAL.RetentionAge},
 		DedupWindow:  cfg.WAL.DedupWindow,
 		SyncInterval: cfg.WAL.SyncInterval,
+		MemTableSize: int64(cfg.WAL.MemTableMB) << 20,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open wal: %w", err)
