@@ -54,7 +54,10 @@ geo() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 fanout100-early rooms rooms-tmpfs rooms-early rooms-batched conns durable durable-16 durable-long acks acks-10k acks-batched resume presence geo geo-tmpfs geo-early geo-batched)
+[ ${#want[@]} -gt 0 ] || want=(fanout fanout100 fanout100-early rooms rooms-tmpfs rooms-early rooms-batched conns durable durable-16 busy acks acks-10k acks-batched resume presence geo geo-tmpfs geo-early geo-batched durable-long durable-16-long)
+# The two-minute runs come last: the gigabytes they write are still being
+# written back and deleted for a while after them, which would show in the
+# next scenarios' latency tails.
 for s in "${want[@]}"; do
 	case $s in
 	fanout) run fanout fanout --spawn "${pin[@]}" --subs 1000 --rate 1000 --duration 10s ;;
@@ -78,6 +81,12 @@ for s in "${want[@]}"; do
 	# durable for two minutes: a fresh node's first seconds are its fastest,
 	# as Pebble's levels and the rooms' remembered keys grow.
 	durable-long) run durable-long durable --spawn "${pin[@]}" --rooms 1000 --inflight 4 --duration 120s ;;
+	# And with 16 in flight: past about 100 s every room holds its 10,000
+	# keys, and each publish then evicts one for the wal to index.
+	durable-16-long) run durable-16-long durable --spawn "${pin[@]}" --rooms 1000 --inflight 16 --duration 120s ;;
+	# Ten busy rooms: 5,000 msg/s and more each, every publish evicting a
+	# key once a room holds 10,000.
+	busy) run busy durable --spawn "${pin[@]}" --rooms 10 --publishers 10 --inflight 16 --duration 15s ;;
 	# What fsync batching costs the acks: 2,000 msg/s over 1,000 rooms at a
 	# fixed rate, without and with wal.sync_interval.
 	acks) run acks durable --spawn "${pin[@]}" --rooms 1000 --rate 2000 --duration 10s ;;
