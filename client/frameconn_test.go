@@ -445,7 +445,13 @@ func TestFrameConnAfterInterimResponse(t *testing.T) {
 	defer ln.Close()
 	const n = 200
 	served := make(chan error, 1)
-	go func() { served <- serveRawUpgrade(ln, n) }()
+	// The server holds the connection open until the test has looked at
+	// the session: once it hangs up, the client starts another.
+	hold := make(chan struct{})
+	var holdOnce sync.Once
+	release := func() { holdOnce.Do(func() { close(hold) }) }
+	defer release()
+	go func() { served <- serveRawUpgrade(ln, n, hold) }()
 
 	var joins joinCollector
 	c, err := Dial(t.Context(), "ws://"+ln.Addr().String()+"/v1/ws", Options{
@@ -464,6 +470,7 @@ func TestFrameConnAfterInterimResponse(t *testing.T) {
 	if got := s.frames.taken.Load(); got < n {
 		t.Errorf("the frameConn took %d frames, want the %d joins at least", got, n)
 	}
+	release()
 	select {
 	case err := <-served:
 		if err != nil {
@@ -478,8 +485,8 @@ func TestFrameConnAfterInterimResponse(t *testing.T) {
 // that it controls which bytes share a write: a 103, the 101, a ping and
 // the start of a frame in one; the rest of that frame, connected, and n
 // joins with a ping in the middle in the next. It returns once both pings
-// were answered.
-func serveRawUpgrade(ln net.Listener, n int) error {
+// were answered and hold is closed.
+func serveRawUpgrade(ln net.Listener, n int, hold <-chan struct{}) error {
 	conn, err := ln.Accept()
 	if err != nil {
 		return err
@@ -533,6 +540,7 @@ func serveRawUpgrade(ln net.Listener, n int) error {
 			return fmt.Errorf("wait for the second pong: %w", err)
 		}
 		if op == 0xa && string(payload) == "p2" {
+			<-hold
 			return nil
 		}
 	}
