@@ -263,12 +263,14 @@ func TestMemTableSize(t *testing.T) {
 			t.Errorf("MemTableSize %d: block cache %d leaves %d beyond two memtables, want at least 64 MiB", tt.set, opts.CacheSize, blocks)
 		}
 	}
-	// A log opens and takes records with the smallest memtable.
-	cfg := testConfig(t)
-	cfg.MemTableSize = MinMemTableSize
-	l := openLog(t, cfg)
-	setEpochWait(t, l, "r", 1)
-	appendWait(t, l, rec("r", 1, 1, 1, ""))
+	// Pebble takes both bounds: a log opens and takes records with each.
+	for _, size := range []int64{MinMemTableSize, MaxMemTableSize} {
+		cfg := testConfig(t)
+		cfg.MemTableSize = size
+		l := openLog(t, cfg)
+		setEpochWait(t, l, "r", 1)
+		appendWait(t, l, rec("r", 1, 1, 1, ""))
+	}
 }
 
 // TestCallbackOrder checks, with many concurrent appenders over a few
