@@ -54,6 +54,11 @@ type Config struct {
 	// RingSize is the number of recent messages kept in memory per room.
 	// 0: 1024.
 	RingSize int `yaml:"ring_size"`
+	// DedupMemory is the number of idempotency keys remembered in memory
+	// per room, about 100 bytes each. A room that uses more keys within
+	// wal.dedup_window writes each key it forgets to the WAL's key index,
+	// which costs every publish more. 0: 10000.
+	DedupMemory int `yaml:"dedup_memory"`
 	// DrainTimeout bounds the SIGTERM drain (clients told to reconnect,
 	// rooms handed over) before the node closes anyway. 0: 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`

@@ -139,6 +139,16 @@ func TestLoadConfigFile(t *testing.T) {
 			t.Fatalf("cluster key %q (%q, %v)", c.ClusterKey, k, err)
 		}
 	})
+	t.Run("memory settings", func(t *testing.T) {
+		path := writeFile(t, "m.yaml", "dedup_memory: 50000\nwal:\n  memtable_mb: 64\n")
+		c, err := LoadConfig([]string{"--dev", "--config", path}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.DedupMemory != 50000 || c.WAL.MemTableMB != 64 {
+			t.Fatalf("dedup_memory %d, wal.memtable_mb %d; want 50000 and 64", c.DedupMemory, c.WAL.MemTableMB)
+		}
+	})
 	t.Run("help", func(t *testing.T) {
 		var out strings.Builder
 		_, err := LoadConfig([]string{"-h"}, nil, &out)
@@ -242,6 +252,7 @@ func TestValidateErrors(t *testing.T) {
 		{"retention age", func(c *Config) { c.WAL.RetentionAge = -time.Hour }, "wal.retention_age"},
 		{"dedup window", func(c *Config) { c.WAL.DedupWindow = -time.Second }, "wal.dedup_window"},
 		{"ring size", func(c *Config) { c.RingSize = -1 }, "ring_size"},
+		{"dedup memory", func(c *Config) { c.DedupMemory = -1 }, "dedup_memory -1"},
 		{"drain timeout", func(c *Config) { c.DrainTimeout = -1 }, "drain_timeout"},
 		{"hot idle", func(c *Config) { c.HotIdle = -time.Second }, "hot_idle"},
 		{"sync interval negative", func(c *Config) { c.WAL.SyncInterval = -time.Millisecond }, "wal.sync_interval"},

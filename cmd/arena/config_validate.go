@@ -314,6 +314,7 @@ func (c *Config) checkLimits() []error {
 	neg("limits.send_queue", float64(c.Limits.SendQueue))
 	neg("wal.retention_count", float64(c.WAL.RetentionCount))
 	neg("ring_size", float64(c.RingSize))
+	neg("dedup_memory", float64(c.DedupMemory))
 	negDur := func(name string, d time.Duration) {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be >= 0 (0 means the default)", name, d))

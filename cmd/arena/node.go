@@ -151,6 +151,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		Registerer:    reg,
 		RingSize:      cfg.RingSize,
 		DedupWindow:   cfg.WAL.DedupWindow,
+		DedupMemory:   cfg.DedupMemory,
 		PresenceGrace: cfg.PresenceGrace,
 		HotIdle:       cfg.HotIdle,
 	})
