@@ -107,5 +107,11 @@ func (rm *room) lookupKeyLocked(key string) (origin, bool, error) {
 	if err != nil || !found {
 		return origin{}, false, err
 	}
-	return origin{Epoch: e.Epoch, Seq: e.Seq, TS: e.TS}, true, nil
+	epoch := e.Epoch
+	if epoch == rm.copiedEpoch {
+		// Indexed before a hot restart copied that epoch into this one,
+		// seqs unchanged: name the copy, which history holds.
+		epoch = rm.epoch
+	}
+	return origin{Epoch: epoch, Seq: e.Seq, TS: e.TS}, true, nil
 }

@@ -168,11 +168,17 @@ func TestCleanCloseClearsHotMarks(t *testing.T) {
 // continues in a new epoch, with its durable messages copied into it at
 // their seqs, so the lost message's position is never given to another
 // one; a room that had cooled keeps its epoch. The ring holds two
-// messages, so the history beyond it comes from the copies in the wal.
+// messages, so the history beyond it comes from the copies in the wal;
+// memory holds two keys, so the first key's retry is answered from the
+// wal's key index, written in the old epoch.
 func TestUncleanStopRestartsHotRoom(t *testing.T) {
 	mem := vfs.NewCrashableMem()
 	gate := waltest.NewSyncGateOver(mem)
-	e := newEnv(t, func(w *wal.Config, c *Config) { w.FS = gate.FS(); c.RingSize = 2; c.HotIdle = testHotIdle })
+	e := newEnv(t, func(w *wal.Config, c *Config) {
+		w.FS = gate.FS()
+		c.RingSize, c.DedupMemory = 2, 2
+		c.HotIdle = testHotIdle
+	})
 	t.Cleanup(gate.Release)
 
 	// A room that cools down before the crash.
@@ -253,6 +259,13 @@ func TestUncleanStopRestartsHotRoom(t *testing.T) {
 	dup, err := r.Publish(t.Context(), PublishRequest{Room: "hot", From: "ann", Key: "k2", Data: []byte(`"again"`)})
 	if err != nil || !dup.Dup || dup.Seq != 2 || dup.Epoch != newEpoch {
 		t.Fatalf("retry of key k2 after the restart: %+v, %v; want the duplicate of seq 2, copied into epoch %d", dup, err, newEpoch)
+	}
+	if _, found, err := log.LookupKey("hot", "k1"); err != nil || !found {
+		t.Fatalf("k1 in the wal's index: %v, %v; want indexed (evicted from memory before the crash)", found, err)
+	}
+	dup, err = r.Publish(t.Context(), PublishRequest{Room: "hot", From: "ann", Key: "k1", Data: []byte(`"again"`)})
+	if err != nil || !dup.Dup || dup.Seq != 1 || dup.Epoch != newEpoch {
+		t.Fatalf("retry of key k1 after the restart: %+v, %v; want the duplicate of seq 1, copied into epoch %d", dup, err, newEpoch)
 	}
 	if got := counterValue(t, r.metrics.uncleanRestarts); got != 1 {
 		t.Fatalf("rooms restarted unclean = %v, want 1", got)
