@@ -109,7 +109,9 @@
 //   - History: the new home has the handed-over messages only; older
 //     messages stay in the old home's wal and are not served any more.
 //     Keys beyond the old home's memory (DedupMemory) or the frame budget
-//     are not handed over. Rooms recovered from the wal at start and not
+//     are not handed over, nor keys of an older epoch relearnt after a
+//     restart (the new home takes handed-over seqs as positions in the
+//     room's current epoch). Rooms recovered from the wal at start and not
 //     used since are not handed over (they may be stale). A room handed
 //     away stays marked in the old home's wal until it is handed back;
 //     if the old home serves it from the wal without a handback, it

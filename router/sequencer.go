@@ -175,12 +175,17 @@ func (s *sequencer) expire(now time.Time) {
 func (s *sequencer) memoryKeys() int { return s.keys.live() }
 
 // liveKeys returns the keys held in memory that are still in the window
-// at now, oldest first: what a planned move hands to the room's new home.
+// at now and were used in the sequencer's epoch, oldest first: what a
+// planned move hands to the room's new home, which takes their seqs as
+// positions in that epoch. Keys of an older epoch, relearnt after a
+// restart, are not handed over.
 func (s *sequencer) liveKeys(now time.Time) []keyUse {
 	s.expire(now)
 	out := make([]keyUse, 0, s.keys.live())
 	s.keys.each(func(e keyEntry, key string) {
-		out = append(out, keyUse{key: strings.Clone(key), seq: e.Seq, ts: e.TS})
+		if e.Epoch == s.epoch {
+			out = append(out, keyUse{key: strings.Clone(key), seq: e.Seq, ts: e.TS})
+		}
 	})
 	return out
 }

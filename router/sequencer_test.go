@@ -251,6 +251,35 @@ func testSequencerMemoryBounded(t *testing.T, mask uint64) {
 	}
 }
 
+// TestSequencerLiveKeys: a planned move hands over the keys in memory
+// that are live, in the window and of the sequencer's epoch, oldest first.
+func TestSequencerLiveKeys(t *testing.T) {
+	forEachHashMask(t, "", func(t *testing.T, mask uint64) {
+		t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+		const window = 10 * time.Minute
+		s := newSequencer(9, 20, window, 10, time.Time{})
+		s.keys.mask = mask
+		s.load([]keyOrigin{
+			{key: "expires", origin: origin{Epoch: 9, Seq: 15, TS: t0.Add(-window + time.Second).UnixMilli()}},
+			{key: "old-epoch", origin: origin{Epoch: 8, Seq: 17, TS: t0.UnixMilli() - 2000}},
+			{key: "relearnt", origin: origin{Epoch: 9, Seq: 20, TS: t0.UnixMilli() - 1000}},
+		}, t0)
+		s.next("a", t0)         // seq 21
+		s.next("forgotten", t0) // 22
+		s.forget("forgotten", 22)
+		s.next("b", t0.Add(time.Second)) // 23
+		got := s.liveKeys(t0.Add(time.Second))
+		want := []keyUse{
+			{key: "relearnt", seq: 20, ts: t0.UnixMilli() - 1000},
+			{key: "a", seq: 21, ts: t0.UnixMilli()},
+			{key: "b", seq: 23, ts: t0.Add(time.Second).UnixMilli()},
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("liveKeys = %v, want %v", got, want)
+		}
+	})
+}
+
 // TestSequencerLoad: keys read back from the messages after a restart keep
 // their own origins (an older epoch's among them) and count against
 // memory like any other.
