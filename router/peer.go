@@ -348,6 +348,15 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 	case peerEnded:
 		r.serveEnded(from, &f)
 	case peerHandedOver:
+		if !r.isMember(from) {
+			// from saw this node before this node saw from: the
+			// expectation this notice ends is opened only once from
+			// appears here, and would then wait out expectTimeout for
+			// rooms from already handed over. Have from send it again
+			// (notify retries until the answer is OK).
+			r.reply(from, string(f.Room), appendReply(nil, string(f.Room), 0, f.Req, codeRetry, 0, 0, 0, 0))
+			return
+		}
 		r.expect.close(from)
 		r.reply(from, string(f.Room), appendReply(nil, string(f.Room), 0, f.Req, codeOK, 0, 0, 0, 0))
 		r.reassertInterest(from) // handoff.go
