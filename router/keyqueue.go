@@ -68,8 +68,11 @@ func (q *keyQueue) keyOf(e *keyEntry) string {
 func (q *keyQueue) at(pos uint64) *keyEntry { return &q.entries[pos-q.first] }
 
 // find returns the position of key's live entry.
-func (q *keyQueue) find(key string) (uint64, bool) {
-	if pos, ok := q.index[q.hash(key)]; ok && q.keyOf(q.at(pos)) == key {
+func (q *keyQueue) find(key string) (uint64, bool) { return q.findHashed(q.hash(key), key) }
+
+// findHashed is find for a key whose hash is h.
+func (q *keyQueue) findHashed(h uint64, key string) (uint64, bool) {
+	if pos, ok := q.index[h]; ok && q.keyOf(q.at(pos)) == key {
 		return pos, true
 	}
 	pos, ok := q.clashes[key]
@@ -90,14 +93,14 @@ func (q *keyQueue) hash(key string) uint64 { return maphash.String(q.seed, key) 
 // push appends a use of key (not empty) at o; an older live use of the
 // same key goes stale.
 func (q *keyQueue) push(key string, o origin) {
-	if pos, ok := q.find(key); ok {
-		q.unlink(key, pos)
+	h := q.hash(key) // once: push runs for every keyed publish
+	if pos, ok := q.findHashed(h, key); ok {
+		q.unlinkHashed(h, key, pos)
 	}
 	pos := q.first + uint64(len(q.entries))
 	q.entries = append(q.entries, keyEntry{origin: o, off: q.slabBase + uint64(len(q.slab)), n: uint32(len(key))})
 	q.slab = append(q.slab, key...)
 
-	h := q.hash(key)
 	if _, taken := q.index[h]; taken { // by another key: this one's use was unlinked
 		if q.clashes == nil {
 			q.clashes = make(map[string]uint64)
@@ -112,8 +115,10 @@ func (q *keyQueue) push(key string, o origin) {
 }
 
 // unlink makes the entry at pos, whose key is key, stale if it is live.
-func (q *keyQueue) unlink(key string, pos uint64) {
-	h := q.hash(key)
+func (q *keyQueue) unlink(key string, pos uint64) { q.unlinkHashed(q.hash(key), key, pos) }
+
+// unlinkHashed is unlink for a key whose hash is h.
+func (q *keyQueue) unlinkHashed(h uint64, key string, pos uint64) {
 	if p, ok := q.index[h]; ok && p == pos {
 		delete(q.index, h)
 		// A clashing key, if any, stays in clashes: find still
