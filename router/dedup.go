@@ -41,13 +41,7 @@ func (rm *room) loadKeysLocked(now time.Time) error {
 	}
 	keys := make([]keyOrigin, len(uses))
 	for i, u := range uses {
-		epoch := u.Epoch
-		if epoch == rm.copiedEpoch {
-			// A hot restart copies that epoch into this one, seqs
-			// unchanged: name the copy, as the index would.
-			epoch = rm.epoch
-		}
-		keys[i] = keyOrigin{key: u.Key, origin: origin{Epoch: epoch, Seq: u.Seq, TS: u.TS}}
+		keys[i] = keyOrigin{key: u.Key, origin: origin{Epoch: rm.copyOf(u.Epoch), Seq: u.Seq, TS: u.TS}}
 	}
 	rm.seq.load(keys, now)
 	rm.needKeys = false
@@ -107,11 +101,15 @@ func (rm *room) lookupKeyLocked(key string) (origin, bool, error) {
 	if err != nil || !found {
 		return origin{}, false, err
 	}
-	epoch := e.Epoch
+	return origin{Epoch: rm.copyOf(e.Epoch), Seq: e.Seq, TS: e.TS}, true, nil
+}
+
+// copyOf names the epoch a key found in the wal (in its message or in the
+// index) answers with: a hot restart copied copiedEpoch into this one,
+// seqs unchanged, and history holds the copy. The caller holds rm.mu.
+func (rm *room) copyOf(epoch uint64) uint64 {
 	if epoch == rm.copiedEpoch {
-		// Indexed before a hot restart copied that epoch into this one,
-		// seqs unchanged: name the copy, which history holds.
-		epoch = rm.epoch
+		return rm.epoch
 	}
-	return origin{Epoch: epoch, Seq: e.Seq, TS: e.TS}, true, nil
+	return epoch
 }
