@@ -258,6 +258,10 @@ func (m *Mesh) joinLoop() {
 		n, err := m.list.Join(m.cfg.Join)
 		if n > 0 {
 			close(m.joined)
+			// Report the members once more, now that Joined is
+			// closed: one report during the merge may have been the
+			// last, and users wait for a list read after Joined.
+			m.signalChange()
 			m.log.Info().Int("reached", n).Msg("joined mesh")
 			break
 		}

@@ -236,8 +236,10 @@ func (m *Mesh) LocalID() NodeID { return m.id }
 // asked for port 0. Other nodes join with it (or Config.Advertise).
 func (m *Mesh) Addr() string { return m.bound.String() }
 
-// Joined is closed once the node has reached a seed from Config.Join (at
-// once when there are none): what readiness waits for.
+// Joined is closed once the node has reached a seed from Config.Join and
+// merged the seed's member list (at once when there are none): Members
+// called after it lists every member the seed knew of. Readiness waits for
+// it, and so does a router before it places rooms.
 func (m *Mesh) Joined() <-chan struct{} { return m.joined }
 
 // Send queues frame for node to, on the lane chosen by key. Frames with

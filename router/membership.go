@@ -39,6 +39,7 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 		return
 	}
 	r.viewMu.Lock()
+	joined := r.meshJoined() // before Members: see settleIfJoined
 	ms = r.mesh.Members()
 	old := r.view.Load()
 	if sameMembership(old.members, ms) {
@@ -48,6 +49,7 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 		// re-report every room's presence in full each time.
 		r.view.Store(newView(ms, r.self, r.leaving))
 		r.viewMu.Unlock()
+		r.settleIfJoined(joined)
 		return
 	}
 	r.metrics.viewChanges.Inc()
@@ -75,6 +77,7 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 	nv := newView(ms, r.self, r.leaving)
 	ch := r.applyViewLocked(old, nv)
 	r.viewMu.Unlock()
+	r.settleIfJoined(joined)
 
 	gone := func(id mesh.NodeID) bool { return !nv.live[id] }
 	r.calls.failPeers(gone, fmt.Errorf("%w: the room's home left the mesh", ErrUnavailable))

@@ -47,6 +47,11 @@ type Router struct {
 	viewMu  sync.Mutex
 	leaving map[mesh.NodeID]bool // nodes handing their rooms over before leaving (self after Handoff)
 	expect  expectTable          // peers whose handoffs this node still waits for
+	// settled is closed once the view holds every member the mesh's
+	// join brought in (see settleIfJoined); until then no room is
+	// loaded or started here.
+	settled    chan struct{}
+	settleOnce sync.Once
 
 	ctx    context.Context // canceled by Close; bounds peer goroutines
 	cancel context.CancelFunc
@@ -107,9 +112,11 @@ func New(cfg Config) (*Router, error) {
 	r.leaving = make(map[mesh.NodeID]bool)
 	r.expect.init(r.expectTimeout())
 	r.view.Store(newView(nil, "", nil))
+	r.settled = make(chan struct{})
 	var peers []mesh.NodeID
 	if r.mesh != nil {
 		r.self = r.mesh.LocalID()
+		joined := r.meshJoined() // before Members: see settleIfJoined
 		nv := newView(r.mesh.Members(), r.self, nil)
 		for _, m := range nv.others {
 			// Rooms they held that this node now wins come by handoff.
@@ -117,6 +124,9 @@ func New(cfg Config) (*Router, error) {
 			peers = append(peers, m.ID)
 		}
 		r.view.Store(nv)
+		r.settleIfJoined(joined)
+	} else {
+		r.settleIfJoined(true)
 	}
 	// Keys used before the restart are unknown to memory: until the window
 	// since now has passed, a miss must look in the wal.
@@ -210,6 +220,11 @@ func (r *Router) room(name string) (*room, error) {
 	if rm != nil && !rm.evicted.Load() {
 		return rm, nil
 	}
+	select {
+	case <-r.settled:
+	default:
+		return nil, &waitError{ch: r.settled}
+	}
 	if prev := r.prevHome(name); prev != "" {
 		if ch := r.expect.pending(prev); ch != nil {
 			return nil, &waitError{ch: ch}
@@ -270,6 +285,32 @@ func (r *Router) room(name string) (*room, error) {
 	rm.mu.Unlock()
 	r.logger.Debug().Str("room", name).Uint64("epoch", epoch).Msg("room created")
 	return rm, nil
+}
+
+// meshJoined reports whether the mesh has joined the nodes it was told to
+// join (true for a node with no seeds).
+func (r *Router) meshJoined() bool {
+	select {
+	case <-r.mesh.Joined():
+		return true
+	default:
+		return false
+	}
+}
+
+// settleIfJoined lets rooms load and start once the view holds every
+// member the mesh learnt by joining; joined is meshJoined, read before
+// the view's members were. The mesh learns the members one at a time as
+// its join merges the seed's member list, and reports them as it goes:
+// a view taken in between holds some members and not others. Placed over
+// such a view, a room held by a node the view lacks would seem to come
+// from a node that has nothing to hand over, and start anew in a new
+// epoch beside the live one. Joined closes only once the merge is done,
+// so a view read after it holds every member the seed knew of.
+func (r *Router) settleIfJoined(joined bool) {
+	if joined {
+		r.settleOnce.Do(func() { close(r.settled) })
+	}
 }
 
 // errNotHome: the room is homed on another node (in this node's view).

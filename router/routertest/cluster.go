@@ -117,6 +117,13 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 }
 
 func (c *Cluster) startNode(i int, seed string) *Node {
+	c.t.Helper()
+	return c.startNodeOn(i, "127.0.0.1:0", seed)
+}
+
+// startNodeOn starts node i with its mesh bound to bind, joining seed
+// ("": none).
+func (c *Cluster) startNodeOn(i int, bind, seed string) *Node {
 	t := c.t
 	t.Helper()
 	id := mesh.NodeID(fmt.Sprintf("n%d", i+1))
@@ -142,7 +149,7 @@ func (c *Cluster) startNode(i int, seed string) *Node {
 	m, err := mesh.New(context.Background(), mesh.Config{
 		NodeID:         id,
 		Region:         region,
-		Bind:           "127.0.0.1:0",
+		Bind:           bind,
 		Join:           join,
 		ClusterKey:     ClusterKey,
 		Handler:        hooks.Handler,

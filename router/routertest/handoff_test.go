@@ -3,6 +3,7 @@ package routertest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -343,4 +344,59 @@ func TestClusterHandbackClearsHandedAwayMark(t *testing.T) {
 	if got := c.Nodes[0].Metric("arena_router_rooms_restarted_unclean_total"); got != 0 {
 		t.Fatalf("rooms restarted = %v, want 0", got)
 	}
+}
+
+// TestUnjoinedNodeStartsNoRoom: a node told to join a mesh loads and
+// starts no room until it has joined. Placed over its own view, which
+// lacks the members it has not learnt yet, a room homed on one of them
+// would start anew here in a new epoch beside the live one.
+func TestUnjoinedNodeStartsNoRoom(t *testing.T) {
+	c := Start(t, 2, WithPeerTimeout(300*time.Millisecond))
+	room := "unjoined:1"
+	first := publish(t, c.Nodes[0].Router, room, "ann", "k1", "1")
+
+	seed := freeMeshAddr(t)
+	lone := c.startNodeOn(2, "127.0.0.1:0", seed) // nothing at seed yet
+	c.Nodes = append(c.Nodes, lone)
+	req := router.PublishRequest{Room: room, From: "bob", Key: "k2", Data: []byte("2")}
+	if ack, err := lone.Router.Publish(t.Context(), req); !errors.Is(err, router.ErrUnavailable) {
+		t.Fatalf("publish on a node that has not joined: ack %+v, err %v; want ErrUnavailable", ack, err)
+	}
+	states, err := lone.Log.Rooms()
+	if err != nil || len(states) != 0 {
+		t.Fatalf("the node that has not joined recorded rooms %+v (err %v)", states, err)
+	}
+
+	// The seed comes up, joined to the others: the node joins through it.
+	c.Nodes = append(c.Nodes, c.startNodeOn(3, seed, c.Nodes[0].Mesh.Addr()))
+	c.WaitConverged()
+	a := publish(t, lone.Router, room, "bob", "k2", "2")
+	if a.Epoch != first.Epoch || a.Seq != 2 || a.Dup {
+		t.Fatalf("publish after the join: %+v, want (%d, 2)", a, first.Epoch)
+	}
+	acks := map[string]router.Ack{"k1": first, "k2": a}
+	for _, nd := range c.Nodes {
+		checkHistory(t, nd.Router, room, first.Epoch, 2, acks)
+	}
+}
+
+// freeMeshAddr returns a loopback address whose port is free for both
+// TCP and UDP (gossip uses both) at the time of the call.
+func freeMeshAddr(t *testing.T) string {
+	t.Helper()
+	for range 50 {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		addr := tl.Addr().String()
+		ul, err := net.ListenPacket("udp", addr)
+		_ = tl.Close()
+		if err == nil {
+			_ = ul.Close()
+			return addr
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP")
+	return ""
 }
