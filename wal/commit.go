@@ -139,8 +139,9 @@ func (l *Log) add(g *group, o op) {
 		// the message inside the window. See layout.go.
 	case opIndexKeys:
 		g.records++
+		cutoff := l.dedupCutoff()
 		for _, k := range o.keys {
-			putIndexEntry(b, o.room, k)
+			l.putIndexEntry(b, o.room, k, cutoff)
 		}
 	case opSetEpoch:
 		g.records++
@@ -219,18 +220,6 @@ func (l *Log) apply(b *pebble.Batch, opts *pebble.WriteOptions, noSyncWait bool)
 		l.pipelineBroken.Store(true)
 	}
 	return err
-}
-
-// putIndexEntry adds the idempotency entry of k in room and its expiry
-// entry to b.
-func putIndexEntry(b *pebble.Batch, room string, k KeyUse) {
-	d := b.SetDeferred(dedupKeyLen(room, k.Key), dedupValueLen)
-	putDedupKey(d.Key, room, k.Key)
-	putDedupValue(d.Value, k.DedupEntry)
-	_ = d.Finish() // unindexed batch: Finish cannot fail
-	d = b.SetDeferred(expiryKeyLen(room, k.Key), 0)
-	putExpiryKey(d.Key, k.TS, room, k.Key)
-	_ = d.Finish()
 }
 
 // runSyncer is stage 2: it waits for each group's fsync in order and runs

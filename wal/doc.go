@@ -45,9 +45,11 @@
 // Idempotency keys are stored in their messages. The index that
 // LookupKey reads (layout.go) holds only the keys the caller asks for with
 // IndexKeys, the ones it no longer remembers, and the keys of messages
-// retention deletes while they are inside the dedup window. After a
-// restart the caller relearns the rest from the messages with RecentKeys:
-// together they cover every key used within the window.
+// retention deletes while they are inside the dedup window. It keeps them
+// in buckets of time, so retention drops a quarter window of keys with
+// one range deletion (keyindex.go). After a restart the caller relearns
+// the rest from the messages with RecentKeys: together they cover every
+// key used within the window.
 //
 // Receipt positions (how far each user received and read each room) live
 // in the same DB under their own keys (state.go): PutReceipts writes a

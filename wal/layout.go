@@ -28,21 +28,30 @@ import (
 //	          the room's current one is stale and means nothing; retention
 //	          never deletes hot keys.
 //
-//	dedup     'k' | room | 0x00 | key
+//	key index 'K' | start^(1<<63) (8) | width (4) | room | 0x00 | key
 //	          value: epoch (8) | seq (8) | ts (8), where key was first used.
 //	          Only for keys their message no longer vouches for: those the
 //	          router evicted from memory (IndexKeys) and those of messages
 //	          retention deleted inside the dedup window. Every other key is
 //	          found in its message (RecentKeys), which keeps a publish at
-//	          one Pebble key instead of three.
+//	          one Pebble key instead of two. Entries sit in buckets of time
+//	          (keyindex.go): ts is in [start, start+width) ms, start is a
+//	          multiple of width, width > 0. Retention deletes a bucket with
+//	          one range deletion once start+width is older than the dedup
+//	          window.
+//
+//	dedup     'k' | room | 0x00 | key
+//	          value: as the key index's. The key index before buckets:
+//	          still read and swept, no longer written.
 //
 //	receipt   'u' | len(user) (2) | user | room  (see state.go)
 //
 //	expiry    'x' | ts^(1<<63) (8) | room | 0x00 | key
-//	          value: empty. One per dedup entry, ordered by the entry's ts, so
-//	          that the sweeper finds expired dedup entries by a range scan
-//	          instead of reading the whole dedup index. The sign bit is
-//	          flipped so that negative timestamps sort before positive ones.
+//	          value: empty. One per 'k' entry, ordered by the entry's ts, so
+//	          that the sweeper finds expired 'k' entries by a range scan
+//	          instead of reading the whole index. The sign bit is flipped so
+//	          that negative timestamps sort before positive ones (so is
+//	          the key index's start). No longer written.
 //
 // ts is milliseconds since the Unix epoch (Record.TS), stored as the
 // two's-complement bits of the int64 in values. Uvarints are minimal: a
@@ -52,6 +61,7 @@ const (
 	kindMessage byte = 'm'
 	kindRoom    byte = 'r'
 	kindHot     byte = 'h'
+	kindBucket  byte = 'K'
 	kindDedup   byte = 'k'
 	kindExpiry  byte = 'x'
 
@@ -194,9 +204,57 @@ func appendExpiryBound(dst []byte, ts int64) []byte {
 	return binary.BigEndian.AppendUint64(dst, uint64(ts)^tsBias)
 }
 
+// bucketPrefixLen is the length of a key index entry's key before the
+// room: kind, start and width.
+const bucketPrefixLen = 1 + 8 + 4
+
+// bucketKeyLen is the length of the key index key of (room, key).
+func bucketKeyLen(room, key string) int { return bucketPrefixLen + len(room) + 1 + len(key) }
+
+// putBucketKey writes the key index key of (bk, room, key) into dst, which
+// must be bucketKeyLen(room, key) long.
+func putBucketKey(dst []byte, bk dedupBucket, room, key string) {
+	dst[0] = kindBucket
+	binary.BigEndian.PutUint64(dst[1:], uint64(bk.start)^tsBias)
+	binary.BigEndian.PutUint32(dst[9:], bk.width)
+	n := bucketPrefixLen + copy(dst[bucketPrefixLen:], room)
+	dst[n] = roomEnd
+	copy(dst[n+1:], key)
+}
+
+// appendBucketKey appends the key index key of (bk, room, key) to dst.
+func appendBucketKey(dst []byte, bk dedupBucket, room, key string) []byte {
+	dst = appendBucketPrefix(dst, bk)
+	dst = append(dst, room...)
+	dst = append(dst, roomEnd)
+	return append(dst, key...)
+}
+
+// appendBucketPrefix appends the prefix every key of bucket bk starts with.
+func appendBucketPrefix(dst []byte, bk dedupBucket) []byte {
+	dst = append(dst, kindBucket)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(bk.start)^tsBias)
+	return binary.BigEndian.AppendUint32(dst, bk.width)
+}
+
+// appendBucketEnd appends the smallest key above every key of bucket bk:
+// its prefix plus one.
+func appendBucketEnd(dst []byte, bk dedupBucket) []byte {
+	n := len(dst)
+	dst = appendBucketPrefix(dst, bk)
+	for i := len(dst) - 1; i > n; i-- { // the kind byte never carries
+		dst[i]++
+		if dst[i] != 0 {
+			break
+		}
+	}
+	return dst
+}
+
 // keyParts is a decoded key. Which fields are set depends on Kind:
-// message: Room, Epoch, Seq; room and hot: Room; dedup: Room, Key; expiry:
-// TS, Room, Key. The byte slices alias the decoded key.
+// message: Room, Epoch, Seq; room and hot: Room; key index: TS (the
+// bucket's start), Width, Room, Key; dedup: Room, Key; expiry: TS, Room,
+// Key. The byte slices alias the decoded key.
 type keyParts struct {
 	Kind  byte
 	Room  []byte
@@ -204,6 +262,7 @@ type keyParts struct {
 	Seq   uint64
 	Key   []byte
 	TS    int64
+	Width uint32
 }
 
 // decodeKey splits a stored key into its parts, rejecting anything that
@@ -236,6 +295,23 @@ func decodeKey(k []byte) (keyParts, error) {
 			return keyParts{}, corruptf("%s key: bad room name", name)
 		}
 		p.Room = room
+	case kindBucket:
+		if len(k) < bucketPrefixLen {
+			return keyParts{}, corruptf("key index key: %d bytes, too short", len(k))
+		}
+		p.TS = int64(binary.BigEndian.Uint64(k[1:]) ^ tsBias)
+		p.Width = binary.BigEndian.Uint32(k[9:])
+		if p.Width == 0 || p.TS%int64(p.Width) != 0 {
+			return keyParts{}, corruptf("key index key: bucket start %d, width %d", p.TS, p.Width)
+		}
+		room, key, err := splitRoom(k[bucketPrefixLen:])
+		if err != nil {
+			return keyParts{}, fmt.Errorf("key index key: %w", err)
+		}
+		if len(key) == 0 || len(key) > MaxKeyLen {
+			return keyParts{}, corruptf("key index key: idempotency key of %d bytes", len(key))
+		}
+		p.Room, p.Key = room, key
 	case kindDedup:
 		room, key, err := splitRoom(k[1:])
 		if err != nil {
@@ -285,6 +361,8 @@ func encodeKey(p keyParts) []byte {
 		return appendRoomKey(nil, string(p.Room))
 	case kindHot:
 		return appendHotKey(nil, string(p.Room))
+	case kindBucket:
+		return appendBucketKey(nil, dedupBucket{start: p.TS, width: p.Width}, string(p.Room), string(p.Key))
 	case kindDedup:
 		return appendDedupKey(nil, string(p.Room), string(p.Key))
 	case kindExpiry:

@@ -92,6 +92,8 @@ func (c encodingCase) keyParts(t testing.TB) keyParts {
 		p.Kind, p.Key = kindDedup, []byte(c.args["key"])
 	case "expiry":
 		p.Kind, p.Key, p.TS = kindExpiry, []byte(c.args["key"]), c.ts(t)
+	case "bucket":
+		p.Kind, p.Key, p.TS, p.Width = kindBucket, []byte(c.args["key"]), c.ts(t), uint32(c.num(t, "width"))
 	default:
 		t.Fatalf("case %d: key kind %q", c.line, c.args["kind"])
 	}
@@ -181,7 +183,7 @@ func checkCorrupt(t *testing.T, err error, want string) {
 
 func equalKeyParts(a, b keyParts) bool {
 	return a.Kind == b.Kind && bytes.Equal(a.Room, b.Room) && a.Epoch == b.Epoch && a.Seq == b.Seq &&
-		bytes.Equal(a.Key, b.Key) && a.TS == b.TS
+		bytes.Equal(a.Key, b.Key) && a.TS == b.TS && a.Width == b.Width
 }
 
 // TestKeyOrder checks that Pebble's bytewise order of message keys is

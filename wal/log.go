@@ -84,6 +84,13 @@ type Log struct {
 	// groups counts group commits (Pebble batches), for tests.
 	groups atomic.Uint64
 
+	// The key index (keyindex.go): the width of the buckets written, the
+	// buckets held (sorted; replaced whole by the committer), and whether
+	// 'k' entries of the layout before buckets were found at Open.
+	width      uint32
+	buckets    atomic.Pointer[[]dedupBucket]
+	legacyKeys bool
+
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
 	wg        sync.WaitGroup // committer and syncer
@@ -103,6 +110,11 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %q: %w", cfg.Dir, err)
 	}
+	buckets, legacy, err := loadKeyIndex(db)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open pebble in %q: read key index: %w", cfg.Dir, err)
+	}
 	m := newMetrics()
 	if err := m.register(cfg.Registerer); err != nil {
 		_ = db.Close()
@@ -117,9 +129,12 @@ func Open(cfg Config) (*Log, error) {
 		// syncQ bounds the groups applied but not yet durable. Pebble
 		// merges their fsyncs; the bound only limits memory when the disk
 		// stalls, after which Append blocks (back-pressure).
-		syncQ:     make(chan *group, 256),
-		sweepDone: make(chan struct{}),
+		syncQ:      make(chan *group, 256),
+		sweepDone:  make(chan struct{}),
+		width:      bucketWidth(cfg.DedupWindow),
+		legacyKeys: legacy,
 	}
+	l.buckets.Store(&buckets)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stopSweep = cancel
 	l.wg.Add(2)

@@ -13,7 +13,9 @@ type metrics struct {
 	batchRecords prometheus.Histogram
 	fsyncSeconds prometheus.Histogram
 	appends      prometheus.Counter
-	// retentionDeleted counts deleted entries by kind: "message" or "dedup".
+	// retentionDeleted counts what retention deleted by kind: "message",
+	// "dedup_bucket" (a bucket of the key index), "dedup" (an entry of
+	// the key index before buckets).
 	retentionDeleted *prometheus.CounterVec
 }
 
@@ -36,7 +38,7 @@ func newMetrics() *metrics {
 		}),
 		retentionDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "arena_wal_retention_deleted_total",
-			Help: "Entries deleted by retention, by kind (message, dedup).",
+			Help: "Entries deleted by retention, by kind (message; dedup_bucket: a bucket of idempotency keys; dedup: an idempotency key of the index before buckets).",
 		}, []string{"kind"}),
 	}
 }

@@ -150,25 +150,14 @@ func (l *Log) LookupKey(room, key string) (DedupEntry, bool, error) {
 		e     DedupEntry
 		found bool
 	)
-	err := l.readDB(func(db *pebble.DB) error {
-		v, closer, err := db.Get(appendDedupKey(make([]byte, 0, dedupKeyLen(room, key)), room, key))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		e, err = decodeDedupValue(v)
-		found = err == nil
-		return errors.Join(err, closer.Close())
+	err := l.readDB(func(db *pebble.DB) (err error) {
+		e, found, err = l.lookupIndexed(db, room, key, l.dedupCutoff())
+		return err
 	})
 	if err != nil {
 		return DedupEntry{}, false, fmt.Errorf("lookup key in room %q: %w", room, err)
 	}
-	if !found || e.TS < l.dedupCutoff() {
-		return DedupEntry{}, false, nil
-	}
-	return e, true, nil
+	return e, found, nil
 }
 
 // RecentKeys returns the idempotency keys of room's messages whose TS is

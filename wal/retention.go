@@ -30,10 +30,12 @@ import (
 // A message deleted while still inside the dedup window takes its key
 // out of the log, so its key is indexed in the same batch (indexDeleted).
 //
-// Idempotency entries older than DedupWindow are deleted by scanning the
-// expiry index up to the cutoff. An entry refreshed since (its key was
-// used again after it expired) is kept: that check and the delete run on
-// the committer, ordered with appends.
+// The key index drops its buckets whose every entry is older than
+// DedupWindow, one range deletion each (keyindex.go). 'k' entries of the
+// layout before buckets are deleted by scanning their expiry entries up
+// to the cutoff; one refreshed since (its key was used again after it
+// expired) is kept: that check and the delete run on the committer,
+// ordered with appends.
 //
 // Reads for message retention happen on the sweeper goroutine: they only
 // decide to delete messages below a room's head, which appends never
@@ -66,11 +68,11 @@ func (l *Log) sweep(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("message retention: %w", err)
 	}
-	keys, err := l.sweepDedup(ctx)
+	buckets, keys, err := l.sweepDedup(ctx)
 	if err != nil {
 		return fmt.Errorf("dedup retention: %w", err)
 	}
-	l.log.Debug().Uint64("messages", msgs).Int("keys", keys).Msg("retention sweep done")
+	l.log.Debug().Uint64("messages", msgs).Int("key_buckets", buckets).Int("keys", keys).Msg("retention sweep done")
 	return nil
 }
 
@@ -104,7 +106,7 @@ func (l *Log) sweepMessages(ctx context.Context) (uint64, error) {
 		return l.runTask(func(db *pebble.DB, b *pebble.Batch) error {
 			cutoff := l.dedupCutoff()
 			for _, r := range pending {
-				if err := indexDeleted(db, b, r[0], r[1], cutoff); err != nil {
+				if err := l.indexDeleted(db, b, r[0], r[1], cutoff); err != nil {
 					return err
 				}
 				if err := b.DeleteRange(r[0], r[1], nil); err != nil {
@@ -195,12 +197,11 @@ func (l *Log) sweepMessages(ctx context.Context) (uint64, error) {
 // usually the first one read. A key whose index entry already records
 // this use (the same TS) is left alone, so an entry pointing at a copy in
 // a newer epoch stays.
-func indexDeleted(db *pebble.DB, b *pebble.Batch, start, end []byte, cutoff int64) error {
+func (l *Log) indexDeleted(db *pebble.DB, b *pebble.Batch, start, end []byte, cutoff int64) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
 	if err != nil {
 		return err
 	}
-	var dk []byte
 	for ok := it.Last(); ok; ok = it.Prev() {
 		p, m, err := messageAt(it)
 		if err != nil {
@@ -212,23 +213,14 @@ func indexDeleted(db *pebble.DB, b *pebble.Batch, start, end []byte, cutoff int6
 		if len(m.Key) == 0 {
 			continue
 		}
-		dk = appendDedupKey(dk[:0], string(p.Room), string(m.Key))
-		ev, closer, err := db.Get(dk)
-		switch {
-		case errors.Is(err, pebble.ErrNotFound):
-		case err != nil:
+		e, found, err := l.lookupIndexed(db, string(p.Room), string(m.Key), cutoff)
+		if err != nil {
 			return errors.Join(err, it.Close())
-		default:
-			e, derr := decodeDedupValue(ev)
-			_ = closer.Close()
-			if derr != nil {
-				return errors.Join(derr, it.Close())
-			}
-			if e.TS == m.TS {
-				continue
-			}
 		}
-		putIndexEntry(b, string(p.Room), KeyUse{Key: string(m.Key), DedupEntry: DedupEntry{Epoch: p.Epoch, Seq: p.Seq, TS: m.TS}})
+		if found && e.TS == m.TS {
+			continue
+		}
+		l.putIndexEntry(b, string(p.Room), KeyUse{Key: string(m.Key), DedupEntry: DedupEntry{Epoch: p.Epoch, Seq: p.Seq, TS: m.TS}}, cutoff)
 	}
 	return errors.Join(it.Error(), it.Close())
 }
@@ -322,10 +314,22 @@ func firstYoung(it *pebble.Iterator, room string, epoch, from uint64, cutoff int
 	return 0, true, it.Error()
 }
 
-// sweepDedup deletes idempotency entries older than DedupWindow and
-// returns how many.
-func (l *Log) sweepDedup(ctx context.Context) (int, error) {
+// sweepDedup deletes the key index's buckets older than DedupWindow and
+// the 'k' entries of the layout before buckets that are; it returns how
+// many buckets and how many 'k' entries.
+func (l *Log) sweepDedup(ctx context.Context) (buckets, entries int, err error) {
 	cutoff := l.dedupCutoff()
+	if buckets, err = l.sweepBuckets(cutoff); err != nil {
+		return 0, 0, err
+	}
+	l.metrics.retentionDeleted.WithLabelValues("dedup_bucket").Add(float64(buckets))
+	entries, err = l.sweepLegacyKeys(ctx, cutoff)
+	return buckets, entries, err
+}
+
+// sweepLegacyKeys deletes the 'k' entries older than cutoff, found by
+// their expiry entries, and returns how many.
+func (l *Log) sweepLegacyKeys(ctx context.Context, cutoff int64) (int, error) {
 	deleted := 0
 	var pending [][]byte // expiry keys not yet handed to the committer
 	flush := func() error {

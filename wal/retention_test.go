@@ -31,16 +31,17 @@ func TestSweeperRunsOnItsOwn(t *testing.T) {
 	})
 }
 
-// TestDedupSweepDeletes checks that expired idempotency entries and their
-// expiry entries are gone from Pebble after a sweep, not just hidden.
+// TestDedupSweepDeletes checks that the key index's expired buckets are
+// gone from Pebble after a sweep, not just hidden, and that a bucket
+// still holding a key inside the window stays.
 func TestDedupSweepDeletes(t *testing.T) {
 	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 	cfg := testConfig(t)
 	cfg.Now = clk.Now
-	cfg.DedupWindow = time.Minute
+	cfg.DedupWindow = time.Minute // buckets of 15 s
 	l := openLog(t, cfg)
 	now := clk.Now().UnixMilli()
-	const n = 3*sweepChunk + 10 // several retention batches
+	const n = 3*sweepChunk + 10
 	var recs []*Record
 	for seq := uint64(1); seq <= n; seq++ {
 		ts := now
@@ -55,12 +56,13 @@ func TestDedupSweepDeletes(t *testing.T) {
 		keys = append(keys, KeyUse{Key: r.Key, DedupEntry: DedupEntry{Epoch: r.Epoch, Seq: r.Seq, TS: r.TS}})
 	}
 	indexWait(t, l, "r", keys...)
-	clk.Add(time.Minute + time.Millisecond)
+	// The old keys' bucket ends 15 s after now: one window and one bucket.
+	clk.Add(time.Minute + 15*time.Second)
 	if err := l.sweep(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got := metricValue(t, l.metrics.retentionDeleted.WithLabelValues("dedup")); got != n-1 {
-		t.Fatalf("dedup entries deleted = %v, want %d", got, n-1)
+	if got := metricValue(t, l.metrics.retentionDeleted.WithLabelValues("dedup_bucket")); got != 1 {
+		t.Fatalf("key index buckets deleted = %v, want 1", got)
 	}
 	tests := []struct {
 		name  string
@@ -68,8 +70,7 @@ func TestDedupSweepDeletes(t *testing.T) {
 		upper []byte
 		want  int
 	}{
-		{"dedup entries", []byte{kindDedup}, []byte{kindDedup + 1}, 1},
-		{"expiry entries", []byte{kindExpiry}, []byte{kindExpiry + 1}, 1},
+		{"key index entries", []byte{kindBucket}, []byte{kindBucket + 1}, 1},
 		{"messages", []byte{kindMessage}, []byte{kindMessage + 1}, n},
 	}
 	for _, tt := range tests {
@@ -79,8 +80,14 @@ func TestDedupSweepDeletes(t *testing.T) {
 			}
 		})
 	}
+	if got := len(*l.buckets.Load()); got != 1 {
+		t.Fatalf("the log lists %d buckets, want 1", got)
+	}
 	if _, found, err := l.LookupKey("r", "key-"+itoa(n)); err != nil || !found {
 		t.Fatalf("fresh key: found %v, %v", found, err)
+	}
+	if _, found, err := l.LookupKey("r", "key-1"); err != nil || found {
+		t.Fatalf("expired key: found %v, %v", found, err)
 	}
 }
 
