@@ -392,23 +392,15 @@ func expireKeys(db *pebble.DB, b *pebble.Batch, expiry [][]byte, cutoff int64) (
 			return 0, corruptf("key kind 0x%02x among expiry keys", p.Kind)
 		}
 		dk = appendDedupKey(dk[:0], string(p.Room), string(p.Key))
-		v, closer, err := db.Get(dk)
-		switch {
-		case errors.Is(err, pebble.ErrNotFound):
-		case err != nil:
+		e, found, err := getDedupEntry(db, dk)
+		if err != nil {
 			return 0, err
-		default:
-			e, derr := decodeDedupValue(v)
-			_ = closer.Close()
-			if derr != nil {
-				return 0, derr
+		}
+		if found && e.TS < cutoff {
+			if err := b.Delete(dk, nil); err != nil {
+				return 0, err
 			}
-			if e.TS < cutoff {
-				if err := b.Delete(dk, nil); err != nil {
-					return 0, err
-				}
-				deleted++
-			}
+			deleted++
 		}
 		if err := b.Delete(xk, nil); err != nil {
 			return 0, err
