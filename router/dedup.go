@@ -17,17 +17,32 @@ import (
 //     them, so whenever that append survives a crash, so does the index
 //     entry. Until the entry is written, the room answers from indexing.
 //
-// A room recovered from the wal at start relearns the keys of its newest
-// messages (wal.RecentKeys) before its first keyed publish; the keys
-// older than those were evicted from memory before the restart, hence
-// indexed, or their messages were deleted by retention, which indexes
-// them too. A miss still looks in the index for a window after the start
-// (sequencer.lookupUntil); otherwise only when the sequencer's filter of
-// evicted keys says the key may be one of them (keyfilter.go), so a busy
-// room does not pay a Pebble lookup for every new key.
+// A miss in memory is looked up in the index only when the sequencer's
+// filter of evicted keys says the key may be one of them (keyfilter.go),
+// so a busy room does not pay a Pebble lookup for every new key.
+//
+// A room recovered from the wal at start relearns, before its first keyed
+// publish, the keys of its newest messages (wal.RecentKeys) into memory
+// and those of its index entries in the window (wal.IndexedKeys) into its
+// filter: the keys older than its newest messages' were evicted from
+// memory before the restart, hence indexed, or their messages were
+// deleted by retention, which indexes them too (in the batch that deletes
+// them, so a key is in one read or the other). A room whose index holds
+// more than maxRelearntKeys keys in the window instead looks up every miss
+// for a window after the start (sequencer.lookupUntil), as all recovered
+// rooms did before: that keeps its first publish from waiting on a long
+// scan.
+
+// maxRelearntKeys is the most index entries a recovered room reads into
+// its filter: about 0.1 s of reading (wal's BenchmarkIndexedKeys: 80 ns a
+// key) and as much again for the filter, which takes 2 MB, what a room
+// publishing 1,700 keyed messages a second keeps anyway under the default
+// 10-minute window. A variable for tests.
+var maxRelearntKeys = 1 << 20
 
 // loadKeysLocked relearns, once, the keys of a room recovered from the
-// wal: those of its newest messages within the window, up to DedupMemory.
+// wal: those of its newest messages within the window, up to DedupMemory,
+// into memory, and those of its index into the filter of evicted keys.
 // The caller holds rm.mu.
 func (rm *room) loadKeysLocked(now time.Time) error {
 	if !rm.needKeys {
@@ -38,6 +53,17 @@ func (rm *room) loadKeysLocked(now time.Time) error {
 	uses, err := r.log.RecentKeys(rm.name, since, r.cfg.DedupMemory)
 	if err != nil {
 		return fmt.Errorf("read recent keys of room %q: %w", rm.name, err)
+	}
+	// After RecentKeys, not before: a message that retention deletes
+	// meanwhile has its key either read above or indexed by then.
+	all, err := r.log.IndexedKeys(rm.name, since, maxRelearntKeys, func(key []byte, ts int64) {
+		rm.seq.learnIndexed(key, time.UnixMilli(ts), now) // harmless if this fails and is retried
+	})
+	if err != nil {
+		return fmt.Errorf("read key index of room %q: %w", rm.name, err)
+	}
+	if all {
+		rm.seq.indexLearnt()
 	}
 	keys := make([]keyOrigin, len(uses))
 	for i, u := range uses {

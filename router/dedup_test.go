@@ -157,6 +157,55 @@ func TestIdempotentPublish(t *testing.T) {
 		}
 	})
 
+	t.Run("a restarted room relearns which keys its index holds", func(t *testing.T) {
+		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 10 })
+		const n = 300
+		var acks []Ack
+		for i := range n {
+			acks = append(acks, e.publish("relearnt", fmt.Sprintf("k%d", i)))
+		}
+		e.restart()
+		e.clock.Advance(time.Minute)
+		// Without the index's keys in the room's filter, each new key
+		// would be looked up for a window after the restart.
+		for i := range n {
+			if a := e.publish("relearnt", fmt.Sprintf("new%d", i)); a.Dup {
+				t.Fatalf("new key %d after the restart: %+v, want a new message", i, a)
+			}
+		}
+		if got := counterValue(t, e.r.metrics.keyLookups); got > 10 {
+			t.Fatalf("%v key lookups for %d new keys after the restart, want nearly none", got, n)
+		}
+		// Every key used before the restart is still a duplicate: those
+		// evicted before it through the index, the newest through memory.
+		for _, i := range []int{0, 150, n - 11, n - 1} {
+			if got := e.publish("relearnt", fmt.Sprintf("k%d", i)); !got.Dup || got.Seq != acks[i].Seq || got.Epoch != acks[i].Epoch {
+				t.Fatalf("republish k%d after the restart: %+v, want Dup of %+v", i, got, acks[i])
+			}
+		}
+	})
+
+	t.Run("a room with too many indexed keys looks up every miss after a restart", func(t *testing.T) {
+		defer func(n int) { maxRelearntKeys = n }(maxRelearntKeys)
+		maxRelearntKeys = 50
+		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 10 })
+		const n = 100
+		var acks []Ack
+		for i := range n {
+			acks = append(acks, e.publish("toomany", fmt.Sprintf("k%d", i)))
+		}
+		e.restart()
+		for i := range 20 {
+			e.publish("toomany", fmt.Sprintf("new%d", i))
+		}
+		if got := counterValue(t, e.r.metrics.keyLookups); got != 20 {
+			t.Fatalf("%v key lookups for 20 new keys, want 20: the filter holds only part of the index", got)
+		}
+		if got := e.publish("toomany", "k70"); !got.Dup || got.Seq != acks[70].Seq {
+			t.Fatalf("republish k70 (indexed past the limit): %+v, want Dup of %+v", got, acks[70])
+		}
+	})
+
 	t.Run("a key being indexed is a duplicate", func(t *testing.T) {
 		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 1 })
 		orig := e.publish("indexing", "a")

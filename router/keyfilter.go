@@ -43,6 +43,18 @@ const (
 // add records key, used at use and evicted at now. expect is what the
 // first generation is sized for.
 func (f *evictedFilter) add(key string, use, now time.Time, expect int) {
+	f.genFor(use, now, expect).AddString(key)
+}
+
+// addBytes is add for a key held in a byte slice.
+func (f *evictedFilter) addBytes(key []byte, use, now time.Time, expect int) {
+	f.genFor(use, now, expect).Add(key)
+}
+
+// genFor returns the generation that takes a key used at use and evicted
+// at now, starting a new one when the newest is full or a window old, and
+// counts the key in.
+func (f *evictedFilter) genFor(use, now time.Time, expect int) *bloom.BloomFilter {
 	f.drop(now)
 	n := len(f.gens)
 	if n == 0 || f.gens[n-1].keys >= f.gens[n-1].size || now.Sub(f.gens[n-1].start) >= f.window {
@@ -63,11 +75,11 @@ func (f *evictedFilter) add(key string, use, now time.Time, expect int) {
 		n++
 	}
 	g := &f.gens[n-1]
-	g.bits.AddString(key)
 	g.keys++
 	if until := use.Add(f.window); until.After(g.until) {
 		g.until = until
 	}
+	return g.bits
 }
 
 // mayContain reports whether key may have been evicted while inside the
@@ -93,7 +105,9 @@ func (f *evictedFilter) deadline() time.Time {
 
 // drop forgets the generations whose keys have all left the window at
 // now. Keys are evicted in the order of their use, so generations expire
-// oldest first.
+// oldest first; those a restarted room relearns from the wal's index come
+// bucket by bucket, nearly so. A generation is kept while one before it
+// is, which at worst keeps keys a while longer.
 func (f *evictedFilter) drop(now time.Time) {
 	i := 0
 	for i < len(f.gens) && !now.Before(f.gens[i].until) {

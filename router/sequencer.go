@@ -201,6 +201,20 @@ func (s *sequencer) load(keys []keyOrigin, now time.Time) {
 	s.expire(now)
 }
 
+// learnIndexed adds to the filter of evicted keys one that the wal's
+// index holds from before this sequencer existed, used at use: what a
+// room restarted from the wal relearns (see loadKeysLocked).
+func (s *sequencer) learnIndexed(key []byte, use, now time.Time) {
+	s.evictedKeys.addBytes(key, use, now, s.capacity)
+}
+
+// indexLearnt records that the filter of evicted keys holds every key the
+// wal's index held when the sequencer started: a miss then needs a lookup
+// only when the filter says so, as in a sequencer that evicted them itself.
+func (s *sequencer) indexLearnt() {
+	s.lookupUntil = time.Time{}
+}
+
 // adopt remembers keys handed over by the room's previous home (oldest
 // first, of this sequencer's epoch), as if they had been used here.
 func (s *sequencer) adopt(keys []keyUse, now time.Time) {

@@ -49,7 +49,9 @@
 // in buckets of time, so retention drops a quarter window of keys with
 // one range deletion (keyindex.go). After a restart the caller relearns
 // the rest from the messages with RecentKeys: together they cover every
-// key used within the window.
+// key used within the window. IndexedKeys lists a room's index entries in
+// the window, so that a restarted caller knows which keys are worth a
+// LookupKey.
 //
 // Receipt positions (how far each user received and read each room) live
 // in the same DB under their own keys (state.go): PutReceipts writes a

@@ -185,6 +185,55 @@ func (l *Log) lookupIndexed(db *pebble.DB, room, key string, cutoff int64) (Dedu
 	return e, true, nil
 }
 
+// scanIndexed calls fn with each key of room's key index whose TS is at
+// or after since, bucket by bucket, then among the entries of the layout
+// before buckets; it stops before the (limit+1)th and reports whether it
+// visited them all.
+func (l *Log) scanIndexed(db *pebble.DB, room string, since int64, limit int, fn func(key []byte, ts int64)) (bool, error) {
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	// scan visits the entries whose keys are prefix + key.
+	scan := func(prefix []byte) (bool, error) {
+		upper := append(slices.Clip(prefix[:len(prefix)-1]), roomEnd+1)
+		it.SetBounds(prefix, upper)
+		for ok := it.First(); ok; ok = it.Next() {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return false, err
+			}
+			e, err := decodeDedupValue(v)
+			if err != nil {
+				return false, err
+			}
+			if e.TS < since {
+				continue
+			}
+			if n == limit {
+				return false, nil
+			}
+			n++
+			fn(it.Key()[len(prefix):], e.TS)
+		}
+		return true, it.Error()
+	}
+	complete := true
+	for _, bk := range *l.buckets.Load() {
+		if bk.end() <= since {
+			continue
+		}
+		if complete, err = scan(appendBucketKey(nil, bk, room, "")); !complete || err != nil {
+			break
+		}
+	}
+	if complete && err == nil && l.legacyKeys {
+		complete, err = scan(appendDedupKey(nil, room, ""))
+	}
+	return complete && err == nil, errors.Join(err, it.Close())
+}
+
 // getDedupEntry reads the dedup value at k.
 func getDedupEntry(db *pebble.DB, k []byte) (DedupEntry, bool, error) {
 	v, closer, err := db.Get(k)

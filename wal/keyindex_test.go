@@ -218,3 +218,83 @@ func TestKeyIndexLegacyEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexedKeys: a room's scan visits its entries inside the window in
+// every bucket and among the entries of the layout before buckets, no
+// other room's, and stops at its limit.
+func TestIndexedKeys(t *testing.T) {
+	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	cfg := testConfig(t)
+	cfg.Now = clk.Now
+	cfg.DedupWindow = time.Minute // buckets of 15 s
+	l, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := func(room string, since int64, limit int) (map[string]int64, bool) {
+		t.Helper()
+		got := make(map[string]int64)
+		complete, err := l.IndexedKeys(room, since, limit, func(key []byte, ts int64) {
+			if _, dup := got[string(key)]; dup {
+				t.Errorf("key %q visited twice", key)
+			}
+			got[string(key)] = ts
+		})
+		if err != nil {
+			t.Fatalf("IndexedKeys(%s): %v", room, err)
+		}
+		return got, complete
+	}
+	if got, complete := scan("r", 0, 10); len(got) != 0 || !complete {
+		t.Fatalf("empty log: %v, complete %v", got, complete)
+	}
+
+	t0 := clk.Now().UnixMilli()
+	use := func(key string, seq uint64, ts int64) KeyUse {
+		return KeyUse{Key: key, DedupEntry: DedupEntry{Epoch: 1, Seq: seq, TS: ts}}
+	}
+	indexWait(t, l, "r", use("a", 1, t0))
+	clk.Add(20 * time.Second) // the next bucket
+	t1 := clk.Now().UnixMilli()
+	indexWait(t, l, "r", use("b", 2, t1), use("c\x00d", 3, t1))
+	indexWait(t, l, "rr", use("x", 1, t1)) // "r" is its prefix
+	b := l.db.NewBatch()
+	dk := make([]byte, dedupKeyLen("r", "old"))
+	putDedupKey(dk, "r", "old")
+	v := make([]byte, dedupValueLen)
+	putDedupValue(v, DedupEntry{Epoch: 1, Seq: 4, TS: t1})
+	if err := errors.Join(b.Set(dk, v, nil), b.Commit(pebble.Sync)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Registerer = prometheus.NewRegistry()
+	l = openLog(t, cfg)
+
+	got, complete := scan("r", t0, 10)
+	want := map[string]int64{"a": t0, "b": t1, "c\x00d": t1, "old": t1}
+	if !complete || len(got) != len(want) {
+		t.Fatalf("scan from t0: %v, complete %v; want %v", got, complete, want)
+	}
+	for k, ts := range want {
+		if got[k] != ts {
+			t.Fatalf("scan from t0: %v at %d, want %d", k, got[k], ts)
+		}
+	}
+	if got, complete := scan("r", t0+1, 10); !complete || len(got) != 3 || got["a"] != 0 {
+		t.Fatalf("scan after a's use: %v, complete %v; want b, c\\x00d and old", got, complete)
+	}
+	if got, complete := scan("r", t0, 4); !complete || len(got) != 4 {
+		t.Fatalf("scan limited to all 4: %v, complete %v", got, complete)
+	}
+	if got, complete := scan("r", t0, 2); complete || len(got) != 2 {
+		t.Fatalf("scan limited to 2: %v, complete %v; want 2 keys and incomplete", got, complete)
+	}
+	if got, _ := scan("rr", t0, 10); len(got) != 1 || got["x"] != t1 {
+		t.Fatalf("scan of rr: %v, want x", got)
+	}
+	if _, err := l.IndexedKeys("bad\x00room", t0, 10, func([]byte, int64) {}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("IndexedKeys of an invalid room: %v, want ErrInvalid", err)
+	}
+}

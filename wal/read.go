@@ -160,6 +160,27 @@ func (l *Log) LookupKey(room, key string) (DedupEntry, bool, error) {
 	return e, found, nil
 }
 
+// IndexedKeys calls fn with each key room's idempotency index holds (the
+// keys IndexKeys was given, and those of messages retention deleted)
+// whose TS is at or after since, with that TS, in no particular order; key
+// is valid only during the call. It stops after limit keys and reports
+// whether it visited them all. A room restarted from the log learns from
+// it which keys it need look up at all (see RecentKeys for the rest).
+func (l *Log) IndexedKeys(room string, since int64, limit int, fn func(key []byte, ts int64)) (bool, error) {
+	if !validRoom(room) {
+		return false, fmt.Errorf("%w: room name %q", ErrInvalid, room)
+	}
+	var complete bool
+	err := l.readDB(func(db *pebble.DB) (err error) {
+		complete, err = l.scanIndexed(db, room, since, max(limit, 0), fn)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("scan key index of room %q: %w", room, err)
+	}
+	return complete, nil
+}
+
 // RecentKeys returns the idempotency keys of room's messages whose TS is
 // at or after since, the newest use of each, at most limit keys, oldest
 // first. It walks the room's epochs newest first and leaves an epoch at
