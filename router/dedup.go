@@ -41,8 +41,10 @@ import (
 var maxRelearntKeys = 1 << 20
 
 // loadKeysLocked relearns, once, the keys of a room recovered from the
-// wal: those of its newest messages within the window, up to DedupMemory,
-// into memory, and those of its index into the filter of evicted keys.
+// wal: those of its newest messages within the window, as many as the
+// run before kept in memory (keptkeys.go), into memory, where the surplus
+// over DedupMemory is evicted (indexed) as usual, and those of its index
+// into the filter of evicted keys.
 // The caller holds rm.mu.
 func (rm *room) loadKeysLocked(now time.Time) error {
 	if !rm.needKeys {
@@ -50,7 +52,7 @@ func (rm *room) loadKeysLocked(now time.Time) error {
 	}
 	r := rm.r
 	since := now.Add(-r.cfg.DedupWindow).UnixMilli() + 1 // the sequencer's window
-	uses, err := r.log.RecentKeys(rm.name, since, r.cfg.DedupMemory)
+	uses, err := r.log.RecentKeys(rm.name, since, r.recoverKeys)
 	if err != nil {
 		return fmt.Errorf("read recent keys of room %q: %w", rm.name, err)
 	}

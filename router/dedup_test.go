@@ -206,6 +206,51 @@ func TestIdempotentPublish(t *testing.T) {
 		}
 	})
 
+	t.Run("a lowered dedup memory forgets no key across a restart", func(t *testing.T) {
+		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 100 })
+		if n, err := e.log.KeptKeys(); err != nil || n != 100 {
+			t.Fatalf("kept keys recorded at start: %d, %v; want 100", n, err)
+		}
+		var acks []Ack
+		for i := range 100 {
+			acks = append(acks, e.publish("lowered", fmt.Sprintf("k%d", i)))
+		}
+		// Memory held all 100: none is in the index.
+		if _, found, err := e.log.LookupKey("lowered", "k0"); err != nil || found {
+			t.Fatalf("k0 in the index before the restart: %v, %v; want not", found, err)
+		}
+		e.rcfg.DedupMemory = 10
+		e.restart()
+		e.clock.Advance(time.Minute)
+		for _, i := range []int{0, 50, 89, 90, 99} {
+			if got := e.publish("lowered", fmt.Sprintf("k%d", i)); !got.Dup || got.Seq != acks[i].Seq {
+				t.Fatalf("republish k%d after lowering dedup_memory: %+v, want Dup of %+v", i, got, acks[i])
+			}
+		}
+		// The surplus was evicted into the index when the room relearnt
+		// it, queued before the next append.
+		e.publish("lowered", "fresh")
+		if _, found, err := e.log.LookupKey("lowered", "k0"); err != nil || !found {
+			t.Fatalf("k0 in the index after the restart: %v, %v; want indexed", found, err)
+		}
+		// The larger number stays recorded for a window, so that a crash
+		// meanwhile leaves other rooms relearning it too.
+		e.r.lowerKeptKeys(e.clock.Now())
+		if n, err := e.log.KeptKeys(); err != nil || n != 100 {
+			t.Fatalf("kept keys recorded within the window: %d, %v; want 100", n, err)
+		}
+		e.clock.Advance(DefaultDedupWindow)
+		e.r.lowerKeptKeys(e.clock.Now())
+		if n, err := e.log.KeptKeys(); err != nil || n != 10 {
+			t.Fatalf("kept keys recorded after the window: %d, %v; want 10", n, err)
+		}
+		e.rcfg.DedupMemory = 50
+		e.restart()
+		if n, err := e.log.KeptKeys(); err != nil || n != 50 {
+			t.Fatalf("kept keys recorded after raising dedup_memory: %d, %v; want 50", n, err)
+		}
+	})
+
 	t.Run("a key being indexed is a duplicate", func(t *testing.T) {
 		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 1 })
 		orig := e.publish("indexing", "a")

@@ -25,6 +25,13 @@ type Router struct {
 	logger  zerolog.Logger
 	metrics *metrics
 
+	// recoverKeys is how many keys a room recovered from the wal relearns
+	// from its messages; lowerKeptAt, when the wal's record of the keys
+	// kept in memory is to be lowered to DedupMemory (UnixNano, 0: not).
+	// See keptkeys.go.
+	recoverKeys int
+	lowerKeptAt atomic.Int64
+
 	mu       sync.RWMutex // guards active, dormant, replicas
 	active   map[string]*room
 	dormant  map[string]dormantRoom
@@ -105,6 +112,9 @@ func New(cfg Config) (*Router, error) {
 		replicas: make(map[string]*replica),
 		mesh:     cfg.Mesh,
 		stop:     make(chan struct{}),
+	}
+	if err := r.setUpKeptKeys(cfg.Now()); err != nil {
+		return nil, err
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.calls.init()
@@ -349,6 +359,7 @@ func (r *Router) every(interval time.Duration, fn func(now time.Time)) {
 // evictLoop evicts idle rooms until Close.
 func (r *Router) evictLoop() {
 	r.every(evictInterval, func(now time.Time) {
+		r.lowerKeptKeys(now)
 		if n := r.evictIdle(now); n > 0 {
 			r.logger.Debug().Int("rooms", n).Msg("idle rooms evicted")
 		}

@@ -248,7 +248,8 @@ func (l *Log) runSyncer() {
 	}
 }
 
-// runSweepTask runs a retention task on the committer.
+// runSweepTask runs a task queued by runTask (retention, a setting) on the
+// committer.
 func (l *Log) runSweepTask(t *sweepTask) {
 	if err := l.failed(); err != nil {
 		t.done(err)

@@ -51,7 +51,9 @@
 // the rest from the messages with RecentKeys: together they cover every
 // key used within the window. IndexedKeys lists a room's index entries in
 // the window, so that a restarted caller knows which keys are worth a
-// LookupKey.
+// LookupKey. SetKeptKeys records how many keys per room the caller keeps
+// unindexed in memory, so that it relearns as many after a restart under
+// a smaller number (setting.go).
 //
 // Receipt positions (how far each user received and read each room) live
 // in the same DB under their own keys (state.go): PutReceipts writes a

@@ -46,6 +46,8 @@ import (
 //
 //	receipt   'u' | len(user) (2) | user | room  (see state.go)
 //
+//	setting   'M' | name  (see setting.go)
+//
 //	expiry    'x' | ts^(1<<63) (8) | room | 0x00 | key
 //	          value: empty. One per 'k' entry, ordered by the entry's ts, so
 //	          that the sweeper finds expired 'k' entries by a range scan
@@ -254,7 +256,7 @@ func appendBucketEnd(dst []byte, bk dedupBucket) []byte {
 // keyParts is a decoded key. Which fields are set depends on Kind:
 // message: Room, Epoch, Seq; room and hot: Room; key index: TS (the
 // bucket's start), Width, Room, Key; dedup: Room, Key; expiry: TS, Room,
-// Key. The byte slices alias the decoded key.
+// Key; setting: Key (its name). The byte slices alias the decoded key.
 type keyParts struct {
 	Kind  byte
 	Room  []byte
@@ -334,6 +336,11 @@ func decodeKey(k []byte) (keyParts, error) {
 		}
 		p.TS = int64(binary.BigEndian.Uint64(k[1:]) ^ tsBias)
 		p.Room, p.Key = room, key
+	case kindSetting:
+		if !validSettingName(k[1:]) {
+			return keyParts{}, corruptf("setting key: bad name")
+		}
+		p.Key = k[1:]
 	default:
 		return keyParts{}, corruptf("unknown key kind 0x%02x", p.Kind)
 	}
@@ -365,6 +372,8 @@ func encodeKey(p keyParts) []byte {
 		return appendBucketKey(nil, dedupBucket{start: p.TS, width: p.Width}, string(p.Room), string(p.Key))
 	case kindDedup:
 		return appendDedupKey(nil, string(p.Room), string(p.Key))
+	case kindSetting:
+		return appendSettingKey(nil, string(p.Key))
 	case kindExpiry:
 		k := make([]byte, expiryKeyLen(string(p.Room), string(p.Key)))
 		putExpiryKey(k, p.TS, string(p.Room), string(p.Key))

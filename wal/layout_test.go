@@ -94,6 +94,8 @@ func (c encodingCase) keyParts(t testing.TB) keyParts {
 		p.Kind, p.Key, p.TS = kindExpiry, []byte(c.args["key"]), c.ts(t)
 	case "bucket":
 		p.Kind, p.Key, p.TS, p.Width = kindBucket, []byte(c.args["key"]), c.ts(t), uint32(c.num(t, "width"))
+	case "setting":
+		p.Kind, p.Key = kindSetting, []byte(c.args["key"])
 	default:
 		t.Fatalf("case %d: key kind %q", c.line, c.args["kind"])
 	}
@@ -139,6 +141,13 @@ func TestEncodings(t *testing.T) {
 					}
 					return
 				}
+				if c.args["kind"] == "setting" {
+					want := c.num(t, "n")
+					if got, err := decodeSettingValue(c.bytes); err != nil || got != want {
+						t.Fatalf("decode = %d, %v; want %d", got, err, want)
+					}
+					return
+				}
 				r := c.record(t)
 				got := appendMessageValue(nil, r)
 				if !bytes.Equal(got, c.bytes) {
@@ -156,9 +165,12 @@ func TestEncodings(t *testing.T) {
 				checkCorrupt(t, err, c.err)
 			case "bad-value":
 				var err error
-				if c.args["kind"] == "hot" {
+				switch c.args["kind"] {
+				case "hot":
 					_, err = decodeHotValue(c.bytes)
-				} else {
+				case "setting":
+					_, err = decodeSettingValue(c.bytes)
+				default:
 					_, err = decodeMessageValue(c.bytes)
 				}
 				checkCorrupt(t, err, c.err)

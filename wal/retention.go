@@ -76,7 +76,8 @@ func (l *Log) sweep(ctx context.Context) error {
 	return nil
 }
 
-// runTask queues a retention task and waits for the committer to run it.
+// runTask queues a task (retention, a setting) and waits for the
+// committer to run it. Its batch is applied without an fsync of its own.
 func (l *Log) runTask(build func(db *pebble.DB, b *pebble.Batch) error) error {
 	done := make(chan error, 1) // the committer must not block on it
 	t := &sweepTask{build: build, done: func(err error) { done <- err }}

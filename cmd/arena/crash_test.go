@@ -150,17 +150,22 @@ func testCrashLosesNoAckedMessage(t *testing.T, early bool) {
 	// The publisher never waits, so the per-user rate limit is lifted: it
 	// would close the connection before enough acks arrived. The room
 	// keeps 500 keys in memory, so most keys are evicted into the wal's
-	// key index before the kill and come back from it after the restart.
-	conf := "limits: {publish_rate: 1000000}\ndedup_memory: 500\n"
-	if early {
-		conf += "hot_idle: 10s\nwal: {sync_interval: 2ms}\n"
+	// key index before the kill and come back from it after the restart;
+	// the restarted node keeps only 100, and must still relearn the 500
+	// that were in memory.
+	writeConf := func(memory int) string {
+		conf := fmt.Sprintf("limits: {publish_rate: 1000000}\ndedup_memory: %d\n", memory)
+		if early {
+			conf += "hot_idle: 10s\nwal: {sync_interval: 2ms}\n"
+		}
+		path := filepath.Join(t.TempDir(), "crash.yaml")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
-	confPath := filepath.Join(t.TempDir(), "crash.yaml")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash", "--config", confPath}
-	node := startServe(t, args...)
+	args := []string{"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data, "--token-secret", "crash-test-secret", "--node-id", "crash"}
+	node := startServe(t, append(args, "--config", writeConf(500))...)
 	token := mustToken(t, "crash-test-secret", "writer")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -232,7 +237,7 @@ func testCrashLosesNoAckedMessage(t *testing.T, early bool) {
 	mu.Unlock()
 	t.Logf("acked before kill: %d", len(snapshot))
 
-	node = startServe(t, args...)
+	node = startServe(t, append(args, "--config", writeConf(100))...)
 	got := historyAll(t, node.addr, token, "crash:room")
 	byKey := make(map[string]protocol.Msg, len(got))
 	for i, m := range got {
