@@ -242,6 +242,16 @@ func (m *Mesh) Addr() string { return m.bound.String() }
 // it, and so does a router before it places rooms.
 func (m *Mesh) Joined() <-chan struct{} { return m.joined }
 
+// HasJoined reports, without waiting, whether Joined is closed.
+func (m *Mesh) HasJoined() bool {
+	select {
+	case <-m.joined:
+		return true
+	default:
+		return false
+	}
+}
+
 // Send queues frame for node to, on the lane chosen by key. Frames with
 // the same (to, key) reach to's Handler in the order of their Send calls
 // (calls that do not overlap in time); frames with different keys are not

@@ -39,7 +39,7 @@ func (r *Router) MembersChanged(ms []mesh.Member) {
 		return
 	}
 	r.viewMu.Lock()
-	joined := r.meshJoined() // before Members: see settleIfJoined
+	joined := r.mesh.HasJoined() // before Members: see settleIfJoined
 	ms = r.mesh.Members()
 	old := r.view.Load()
 	if sameMembership(old.members, ms) {

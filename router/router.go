@@ -126,7 +126,7 @@ func New(cfg Config) (*Router, error) {
 	var peers []mesh.NodeID
 	if r.mesh != nil {
 		r.self = r.mesh.LocalID()
-		joined := r.meshJoined() // before Members: see settleIfJoined
+		joined := r.mesh.HasJoined() // before Members: see settleIfJoined
 		nv := newView(r.mesh.Members(), r.self, nil)
 		for _, m := range nv.others {
 			// Rooms they held that this node now wins come by handoff.
@@ -297,19 +297,8 @@ func (r *Router) room(name string) (*room, error) {
 	return rm, nil
 }
 
-// meshJoined reports whether the mesh has joined the nodes it was told to
-// join (true for a node with no seeds).
-func (r *Router) meshJoined() bool {
-	select {
-	case <-r.mesh.Joined():
-		return true
-	default:
-		return false
-	}
-}
-
 // settleIfJoined lets rooms load and start once the view holds every
-// member the mesh learnt by joining; joined is meshJoined, read before
+// member the mesh learnt by joining; joined is mesh.HasJoined, read before
 // the view's members were. The mesh learns the members one at a time as
 // its join merges the seed's member list, and reports them as it goes:
 // a view taken in between holds some members and not others. Placed over

@@ -271,12 +271,7 @@ func (n *node) joined() bool {
 	if len(n.cfg.Join) == 0 {
 		return true
 	}
-	select {
-	case <-n.mesh.Joined():
-		return true
-	default:
-		return false
-	}
+	return n.mesh.HasJoined()
 }
 
 // edges lists the client URLs of live nodes, this node's region first,
