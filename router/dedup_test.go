@@ -75,10 +75,7 @@ func TestIdempotentPublish(t *testing.T) {
 
 	t.Run("keys evicted from memory are found in the wal", func(t *testing.T) {
 		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 2 })
-		var acks []Ack
-		for i := range 5 {
-			acks = append(acks, e.publish("mem", fmt.Sprintf("k%d", i)))
-		}
+		acks := e.publishKeys("mem", "k", 5)
 		for i, want := range acks {
 			got := e.publish("mem", fmt.Sprintf("k%d", i))
 			if !got.Dup || got.Seq != want.Seq || got.TS != want.TS {
@@ -113,10 +110,7 @@ func TestIdempotentPublish(t *testing.T) {
 
 	t.Run("a publish writes no index entry; a restart relearns keys from the messages", func(t *testing.T) {
 		e := newEnv(t, nil)
-		var acks []Ack
-		for i := range 5 {
-			acks = append(acks, e.publish("relearn", fmt.Sprintf("k%d", i)))
-		}
+		acks := e.publishKeys("relearn", "k", 5)
 		e.publishN("relearn", 2)
 		if _, found, err := e.log.LookupKey("relearn", "k0"); err != nil || found {
 			t.Fatalf("k0 in the wal's index: %v, %v; want only in its message", found, err)
@@ -133,10 +127,7 @@ func TestIdempotentPublish(t *testing.T) {
 
 	t.Run("keys evicted from memory are indexed and survive a restart", func(t *testing.T) {
 		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 2 })
-		var acks []Ack
-		for i := range 5 {
-			acks = append(acks, e.publish("evict", fmt.Sprintf("k%d", i)))
-		}
+		acks := e.publishKeys("evict", "k", 5)
 		for i := range 5 {
 			_, found, err := e.log.LookupKey("evict", fmt.Sprintf("k%d", i))
 			if err != nil || found != (i < 3) {
@@ -160,10 +151,7 @@ func TestIdempotentPublish(t *testing.T) {
 	t.Run("a restarted room relearns which keys its index holds", func(t *testing.T) {
 		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 10 })
 		const n = 300
-		var acks []Ack
-		for i := range n {
-			acks = append(acks, e.publish("relearnt", fmt.Sprintf("k%d", i)))
-		}
+		acks := e.publishKeys("relearnt", "k", n)
 		e.restart()
 		e.clock.Advance(time.Minute)
 		// Without the index's keys in the room's filter, each new key
@@ -190,10 +178,7 @@ func TestIdempotentPublish(t *testing.T) {
 		maxRelearntKeys = 50
 		e := newEnv(t, func(_ *wal.Config, c *Config) { c.DedupMemory = 10 })
 		const n = 100
-		var acks []Ack
-		for i := range n {
-			acks = append(acks, e.publish("toomany", fmt.Sprintf("k%d", i)))
-		}
+		acks := e.publishKeys("toomany", "k", n)
 		e.restart()
 		for i := range 20 {
 			e.publish("toomany", fmt.Sprintf("new%d", i))
@@ -211,10 +196,7 @@ func TestIdempotentPublish(t *testing.T) {
 		if n, err := e.log.KeptKeys(); err != nil || n != 100 {
 			t.Fatalf("kept keys recorded at start: %d, %v; want 100", n, err)
 		}
-		var acks []Ack
-		for i := range 100 {
-			acks = append(acks, e.publish("lowered", fmt.Sprintf("k%d", i)))
-		}
+		acks := e.publishKeys("lowered", "k", 100)
 		// Memory held all 100: none is in the index.
 		if _, found, err := e.log.LookupKey("lowered", "k0"); err != nil || found {
 			t.Fatalf("k0 in the index before the restart: %v, %v; want not", found, err)

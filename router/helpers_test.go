@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +112,17 @@ func (e *env) publish(room, key string) Ack {
 		e.t.Fatalf("publish to %q key %q: %v", room, key, err)
 	}
 	return ack
+}
+
+// publishKeys publishes n messages to room with keys prefix0 to
+// prefix(n-1) and returns their acks.
+func (e *env) publishKeys(room, prefix string, n int) []Ack {
+	e.t.Helper()
+	acks := make([]Ack, n)
+	for i := range acks {
+		acks[i] = e.publish(room, prefix+strconv.Itoa(i))
+	}
+	return acks
 }
 
 // publishN publishes n messages without keys.

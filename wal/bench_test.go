@@ -149,19 +149,11 @@ func BenchmarkRooms(b *testing.B) {
 // sstables.
 func BenchmarkLookupKeyMiss(b *testing.B) {
 	start := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
-	var nowMS atomic.Int64
-	nowMS.Store(start.UnixMilli())
-	cfg := Config{Dir: b.TempDir(), SweepInterval: 1 << 62, DedupWindow: 10 * time.Minute,
-		Now: func() time.Time { return time.UnixMilli(nowMS.Load()) }}
-	l, err := Open(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	l, clk := openKeyIndexBench(b, start)
 	const rooms, keys = 100, 2000
 	for i := range keys {
 		ts := start.UnixMilli() + int64(i)*300 // 2,000 keys over 10 minutes
-		nowMS.Store(ts)
+		clk.ms.Store(ts)
 		for r := range rooms {
 			done := make(chan error, 1)
 			k := KeyUse{Key: "key-" + strconv.Itoa(i), DedupEntry: DedupEntry{Epoch: 1, Seq: uint64(i + 1), TS: ts}}
@@ -192,19 +184,11 @@ func BenchmarkLookupKeyMiss(b *testing.B) {
 // per op.
 func BenchmarkIndexedKeys(b *testing.B) {
 	start := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
-	var nowMS atomic.Int64
-	nowMS.Store(start.UnixMilli())
-	cfg := Config{Dir: b.TempDir(), SweepInterval: 1 << 62, DedupWindow: 10 * time.Minute,
-		Now: func() time.Time { return time.UnixMilli(nowMS.Load()) }}
-	l, err := Open(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	l, clk := openKeyIndexBench(b, start)
 	const calls, perCall = 200, 1000
 	for c := range calls {
 		ts := start.UnixMilli() + int64(c)*3000 // 200,000 keys over 10 minutes
-		nowMS.Store(ts)
+		clk.ms.Store(ts)
 		uses := make([]KeyUse, perCall)
 		for i := range uses {
 			n := c*perCall + i
@@ -232,4 +216,16 @@ func BenchmarkIndexedKeys(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*calls*perCall), "ns/key")
+}
+
+// openKeyIndexBench opens a log for a key index benchmark: a ten-minute
+// dedup window, no sweeps, and a clock at start that the benchmark moves.
+func openKeyIndexBench(b *testing.B, start time.Time) (*Log, *clock) {
+	clk := newClock(start)
+	l, err := Open(Config{Dir: b.TempDir(), SweepInterval: 1 << 62, DedupWindow: 10 * time.Minute, Now: clk.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = l.Close() })
+	return l, clk
 }

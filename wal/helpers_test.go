@@ -26,6 +26,17 @@ func testConfig(t *testing.T) Config {
 	}
 }
 
+// clockedConfig is testConfig with the given dedup window (0: the
+// default), on a clock at 2025-06-01 that the test moves.
+func clockedConfig(t *testing.T, window time.Duration) (Config, *clock) {
+	t.Helper()
+	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
+	cfg := testConfig(t)
+	cfg.Now = clk.Now
+	cfg.DedupWindow = window
+	return cfg, clk
+}
+
 // openLog opens cfg and closes the log at the end of the test.
 func openLog(t *testing.T, cfg Config) *Log {
 	t.Helper()

@@ -273,11 +273,8 @@ func TestHotMarkCorrupt(t *testing.T) {
 // whole old epochs and idempotency entries leaves every hot key alone,
 // stale ones included.
 func TestHotMarksSurviveRetention(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t, time.Minute)
 	cfg.Retention = Retention{MaxCount: 2, MaxAge: time.Hour}
-	cfg.DedupWindow = time.Minute
 	l := openLog(t, cfg)
 	now := clk.Now().UnixMilli()
 	old := now - 2*3_600_000

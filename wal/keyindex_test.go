@@ -77,10 +77,7 @@ func TestBucketKeyOrder(t *testing.T) {
 // found again after a restart under another, next to the new width's
 // buckets, and each is swept when its own end leaves the window.
 func TestKeyIndexAcrossWidths(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
-	cfg.DedupWindow = time.Minute // buckets of 15 s
+	cfg, clk := clockedConfig(t, time.Minute) // buckets of 15 s
 	l, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -136,10 +133,7 @@ func TestKeyIndexAcrossWidths(t *testing.T) {
 // entry in a newer bucket, and lookups answer with that one; an entry
 // already outside the window is not written.
 func TestKeyIndexNewestUse(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
-	cfg.DedupWindow = time.Minute
+	cfg, clk := clockedConfig(t, time.Minute)
 	l := openLog(t, cfg)
 	first := clk.Now().UnixMilli()
 	indexWait(t, l, "r", KeyUse{Key: "k", DedupEntry: DedupEntry{Epoch: 1, Seq: 1, TS: first}})
@@ -166,10 +160,7 @@ func TestKeyIndexNewestUse(t *testing.T) {
 // written before the key index had buckets, are still found after a
 // restart and swept once they leave the window.
 func TestKeyIndexLegacyEntries(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
-	cfg.DedupWindow = time.Minute
+	cfg, clk := clockedConfig(t, time.Minute)
 	now := clk.Now().UnixMilli()
 	l, err := Open(cfg)
 	if err != nil {
@@ -223,10 +214,7 @@ func TestKeyIndexLegacyEntries(t *testing.T) {
 // every bucket and among the entries of the layout before buckets, no
 // other room's, and stops at its limit.
 func TestIndexedKeys(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
-	cfg.DedupWindow = time.Minute // buckets of 15 s
+	cfg, clk := clockedConfig(t, time.Minute) // buckets of 15 s
 	l, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

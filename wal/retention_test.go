@@ -11,9 +11,7 @@ import (
 // TestSweeperRunsOnItsOwn checks the sweeper goroutine applies retention
 // every SweepInterval and counts what it deleted.
 func TestSweeperRunsOnItsOwn(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t, 0)
 	cfg.Retention = Retention{MaxCount: 3, MaxAge: time.Hour}
 	cfg.SweepInterval = time.Millisecond
 	l := openLog(t, cfg)
@@ -35,10 +33,7 @@ func TestSweeperRunsOnItsOwn(t *testing.T) {
 // gone from Pebble after a sweep, not just hidden, and that a bucket
 // still holding a key inside the window stays.
 func TestDedupSweepDeletes(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
-	cfg.DedupWindow = time.Minute // buckets of 15 s
+	cfg, clk := clockedConfig(t, time.Minute) // buckets of 15 s
 	l := openLog(t, cfg)
 	now := clk.Now().UnixMilli()
 	const n = 3*sweepChunk + 10
@@ -124,9 +119,7 @@ func itoa(u uint64) string {
 // TestRetentionManyRooms checks retention over many rooms with several
 // epochs, in one sweep, against a model.
 func TestRetentionManyRooms(t *testing.T) {
-	clk := newClock(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
-	cfg := testConfig(t)
-	cfg.Now = clk.Now
+	cfg, clk := clockedConfig(t, 0)
 	cfg.Retention = Retention{MaxCount: 4, MaxAge: time.Hour}
 	l := openLog(t, cfg)
 	now := clk.Now().UnixMilli()
