@@ -254,7 +254,7 @@ func (m *Mesh) joinLoop() {
 	defer m.ctlWG.Done()
 	ctx := m.gossipCtx
 	backoff := 100 * time.Millisecond
-	for !m.isJoined() {
+	for !m.HasJoined() {
 		n, err := m.list.Join(m.cfg.Join)
 		if n > 0 {
 			close(m.joined)
@@ -280,15 +280,6 @@ func (m *Mesh) joinLoop() {
 			m.metrics.rejoins.Inc()
 			m.log.Info().Int("reached", n).Strs("targets", targets).Msg("rejoined peers")
 		}
-	}
-}
-
-func (m *Mesh) isJoined() bool {
-	select {
-	case <-m.joined:
-		return true
-	default:
-		return false
 	}
 }
 
