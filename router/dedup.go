@@ -66,6 +66,9 @@ func (rm *room) loadKeysLocked(now time.Time) error {
 	}
 	if all {
 		rm.seq.indexLearnt()
+	} else {
+		r.logger.Info().Str("room", rm.name).Int("limit", maxRelearntKeys).
+			Dur("for", r.cfg.DedupWindow).Msg("room's key index too large to relearn: keys missing from memory are looked up")
 	}
 	keys := make([]keyOrigin, len(uses))
 	for i, u := range uses {
