@@ -246,7 +246,8 @@ func (m *Mesh) removeGonePeers(now time.Time) time.Duration {
 	return next
 }
 
-// joinLoop joins the seeds, retrying until one answers, then re-joins
+// joinLoop joins the seeds (or a node that reached this one meanwhile,
+// see joinTargets), retrying until one answers, then re-joins
 // known addresses it does not see alive every RejoinInterval: memberlist
 // forgets a dead node and never probes it again, so after a partition
 // outlasts the suspicion timeout only this merges the two sides again.
@@ -255,7 +256,7 @@ func (m *Mesh) joinLoop() {
 	ctx := m.gossipCtx
 	backoff := 100 * time.Millisecond
 	for !m.HasJoined() {
-		n, err := m.list.Join(m.cfg.Join)
+		n, err := m.list.Join(m.joinTargets())
 		if n > 0 {
 			close(m.joined)
 			// Report the members once more, now that Joined is
@@ -281,6 +282,22 @@ func (m *Mesh) joinLoop() {
 			m.log.Info().Int("reached", n).Strs("targets", targets).Msg("rejoined peers")
 		}
 	}
+}
+
+// joinTargets lists what the first join tries: the seeds, then the nodes
+// that reached this one meanwhile (a node whose join named this one). A
+// node whose seeds are unreachable thus still joins, through a member
+// that found it, merging that member's list as it would a seed's.
+func (m *Mesh) joinTargets() []string {
+	m.tableMu.Lock()
+	defer m.tableMu.Unlock()
+	out := slices.Clone(m.cfg.Join)
+	for id, e := range m.nodes {
+		if a := e.addr.String(); id != m.LocalID() && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // rejoinTargets lists the addresses to re-join: known nodes that died

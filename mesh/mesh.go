@@ -236,10 +236,11 @@ func (m *Mesh) LocalID() NodeID { return m.id }
 // asked for port 0. Other nodes join with it (or Config.Advertise).
 func (m *Mesh) Addr() string { return m.bound.String() }
 
-// Joined is closed once the node has reached a seed from Config.Join and
-// merged the seed's member list (at once when there are none): Members
-// called after it lists every member the seed knew of. Readiness waits for
-// it, and so does a router before it places rooms.
+// Joined is closed once the node has reached a seed from Config.Join, or
+// a node that joined it first, and merged that node's member list (at
+// once when there are no seeds): Members called after it lists every
+// member that node knew of. Readiness waits for it, and so does a router
+// before it places rooms.
 func (m *Mesh) Joined() <-chan struct{} { return m.joined }
 
 // HasJoined reports, without waiting, whether Joined is closed.

@@ -104,3 +104,23 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	// memberlist lets a probe in flight run to its timeout after Shutdown.
 	goleak.VerifyNone(t, append(leaktest.Ignored, before)...)
 }
+
+// TestJoinThroughMemberThatFoundIt: a node whose seeds are all
+// unreachable still joins once another node joins it: through that node,
+// merging its member list as it would a seed's.
+func TestJoinThroughMemberThatFoundIt(t *testing.T) {
+	gone := startMesh(t, testConfig(t, "n0", "eu"))
+	deadSeed := gone.Addr()
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := startMesh(t, testConfig(t, "n1", "eu", deadSeed))
+	if a.HasJoined() {
+		t.Fatal("n1 joined with its only seed gone")
+	}
+	b := startMesh(t, testConfig(t, "n2", "us", a.Addr()))
+	waitFor(t, converge, "n1 joined through n2", a.HasJoined)
+	for _, m := range []*Mesh{a, b} {
+		waitFor(t, converge, string(m.LocalID())+" sees n1 and n2", func() bool { return sees(m, "n1", "n2") })
+	}
+}

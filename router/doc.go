@@ -90,10 +90,11 @@
 //     the rooms the new member wins, then says so (handedOver frame).
 //     The joining node itself loads and starts no room until its mesh
 //     has joined (mesh.Joined) and its view holds what the join brought:
-//     the mesh learns the seed's members one at a time, and a view taken
-//     in between would place a room held by a member it lacks as if it
-//     came from a node with nothing to hand over (the room would start
-//     anew beside the live one). Publishes meanwhile wait, as below.
+//     the mesh learns the seed's (or the first member's) members one at a
+//     time, and a view taken in between would place a room held by a
+//     member it lacks as if it came from a node with nothing to hand over
+//     (the room would start anew beside the live one). Publishes
+//     meanwhile wait, as below.
 //   - A node that becomes a room's home does not load or start the room
 //     while the room's previous home (the winner without this node) may
 //     still hand it over: until that node's handoff or handedOver arrives,
