@@ -380,6 +380,36 @@ func TestUnjoinedNodeStartsNoRoom(t *testing.T) {
 	}
 }
 
+// TestNodeJoinsThroughMemberThatFoundIt: a node whose only seed is gone
+// has not joined and serves no room; once another node joins it, it
+// joins through that node and serves the rooms it homes.
+func TestNodeJoinsThroughMemberThatFoundIt(t *testing.T) {
+	c := Start(t, 0, WithPeerTimeout(300*time.Millisecond))
+	lone := c.startNodeOn(0, "127.0.0.1:0", freeMeshAddr(t)) // nothing there, ever
+	c.Nodes = append(c.Nodes, lone)
+	req := router.PublishRequest{Room: "found:0", From: "ann", Data: []byte("0")}
+	if ack, err := lone.Router.Publish(t.Context(), req); !errors.Is(err, router.ErrUnavailable) {
+		t.Fatalf("publish on a node that has not joined: ack %+v, err %v; want ErrUnavailable", ack, err)
+	}
+
+	c.Nodes = append(c.Nodes, c.startNodeOn(1, "127.0.0.1:0", lone.Mesh.Addr()))
+	WaitFor(t, 20*time.Second, "n1 joined through n2", lone.Mesh.HasJoined)
+	c.WaitConverged()
+	homed := 0
+	for i := range 16 {
+		room := fmt.Sprintf("found:%d", i)
+		if c.HomeOf(room) == 0 {
+			homed++
+		}
+		if a := publish(t, lone.Router, room, "ann", "", "1"); a.Seq != 1 {
+			t.Fatalf("publish to %s: %+v, want seq 1", room, a)
+		}
+	}
+	if homed == 0 {
+		t.Fatal("n1 homes none of the 16 rooms: the test checked nothing of its own")
+	}
+}
+
 // freeMeshAddr returns a loopback address whose port is free for both
 // TCP and UDP (gossip uses both) at the time of the call.
 func freeMeshAddr(t *testing.T) string {
