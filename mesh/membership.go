@@ -255,8 +255,10 @@ func (m *Mesh) joinLoop() {
 	defer m.ctlWG.Done()
 	ctx := m.gossipCtx
 	backoff := 100 * time.Millisecond
+	start, warned := time.Now(), time.Time{}
 	for !m.HasJoined() {
-		n, err := m.list.Join(m.joinTargets())
+		targets := m.joinTargets()
+		n, err := m.list.Join(targets)
 		if n > 0 {
 			close(m.joined)
 			// Report the members once more, now that Joined is
@@ -266,7 +268,15 @@ func (m *Mesh) joinLoop() {
 			m.log.Info().Int("reached", n).Msg("joined mesh")
 			break
 		}
-		m.log.Debug().Err(err).Dur("backoff", backoff).Msg("join failed")
+		if now := time.Now(); now.Sub(start) >= joinWarnAfter && now.Sub(warned) >= joinWarnAfter {
+			// Until it joins, the node is not ready and serves no room:
+			// a wrong seed must not go unnoticed.
+			warned = now
+			m.log.Warn().Err(err).Strs("targets", targets).Dur("waited", now.Sub(start).Round(time.Second)).
+				Msg("cannot join the mesh: not ready, serving no room, still trying")
+		} else {
+			m.log.Debug().Err(err).Dur("backoff", backoff).Msg("join failed")
+		}
 		if !sleepCtx(ctx, backoff) {
 			return
 		}
@@ -283,6 +293,10 @@ func (m *Mesh) joinLoop() {
 		}
 	}
 }
+
+// joinWarnAfter is how long the first join may fail before the node says
+// so at warning level, and how often it says it again.
+const joinWarnAfter = 30 * time.Second
 
 // joinTargets lists what the first join tries: the seeds, then the nodes
 // that reached this one meanwhile (a node whose join named this one). A
