@@ -58,8 +58,8 @@ func (rm *room) loadKeysLocked(now time.Time) error {
 	}
 	// After RecentKeys, not before: a message that retention deletes
 	// meanwhile has its key either read above or indexed by then.
-	all, err := r.log.IndexedKeys(rm.name, since, maxRelearntKeys, func(key []byte, ts int64) {
-		rm.seq.learnIndexed(key, time.UnixMilli(ts), now) // harmless if this fails and is retried
+	all, err := r.log.IndexedKeys(rm.name, since, maxRelearntKeys, func(key []byte, e wal.DedupEntry) {
+		rm.seq.learnIndexed(key, time.UnixMilli(e.TS), now) // harmless if this fails and is retried
 	})
 	if err != nil {
 		return fmt.Errorf("read key index of room %q: %w", rm.name, err)

@@ -115,10 +115,14 @@
 //     without Reset.
 //   - History: the new home has the handed-over messages only; older
 //     messages stay in the old home's wal and are not served any more.
-//     Keys beyond the old home's memory (DedupMemory) or the frame budget
-//     are not handed over, nor keys of an older epoch relearnt after a
-//     restart (the new home takes handed-over seqs as positions in the
-//     room's current epoch). Rooms recovered from the wal at start and not
+//     The newest keys ride in the handoff frame; those beyond its budget
+//     and those the old home's memory evicted into its wal's index go
+//     before it in handoffKeys frames, which the new home indexes in its
+//     wal and looks misses up in until the handoff's until (a new home
+//     that does not answer them, an older build, gets none). Keys of an
+//     older epoch relearnt after a restart are not handed over (the new
+//     home takes handed-over seqs as positions in the room's current
+//     epoch). Rooms recovered from the wal at start and not
 //     used since are not handed over (they may be stale). A room handed
 //     away stays marked in the old home's wal until it is handed back;
 //     if the old home serves it from the wal without a handback, it

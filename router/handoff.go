@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 const (
 	handoffMsgBytes = mesh.DefaultMaxFrameSize * 3 / 8
 	handoffKeyBytes = mesh.DefaultMaxFrameSize / 4
+	// handoffIndexBytes bounds a handoffKeys frame's keys.
+	handoffIndexBytes = mesh.DefaultMaxFrameSize / 2
 )
 
 // movedRoom is a room this node held that another node now wins: in
@@ -173,7 +176,18 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 		return fmt.Errorf("hand over room %q: read: %w", mv.name, err)
 	}
 	msgs := handoffMessages(messagesFromRecords(nil, recs), head)
-	keys = handoffKeys(keys)
+	if rm := mv.rm; rm != nil {
+		// The keys that do not fit in the handoff frame, and those the
+		// room's memory evicted into the wal's index, go first, in
+		// frames of their own; the new home looks its misses up among
+		// them until the handoff's until.
+		sent := handoffKeys(keys)
+		rest := keys[:len(keys)-len(sent)]
+		if until, err = r.handOverIndexedKeys(ctx, rm, mv.to, epoch, until, rest); err != nil {
+			return fmt.Errorf("hand over room %q: keys: %w", mv.name, err)
+		}
+		keys = sent
+	}
 	var untilMS int64
 	if !until.IsZero() {
 		untilMS = until.UnixMilli()
@@ -253,6 +267,102 @@ func waitMark(ctx context.Context, ch <-chan error, err error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// handOverIndexedKeys sends to, before the room's handoff, the room's
+// idempotency keys of epoch still in the window that the handoff frame
+// does not carry: rest (from memory, beyond the frame's budget) and the
+// entries of the wal's key index. They go in handoffKeys frames of up to
+// handoffIndexBytes, each stored there before the next. It returns until,
+// extended to when the last of rest leaves the window (the new home looks
+// every miss up until then). A new home that does not answer (an older
+// build drops the frame) gets none of them, as before they were sent:
+// retries of those keys after the move are then published again. The
+// caller has frozen the room and passed its handed-away barrier, so the
+// index holds every key the room evicted.
+func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.NodeID, epoch uint64, until time.Time, rest []keyUse) (time.Time, error) {
+	now := r.cfg.Now()
+	for _, k := range rest {
+		if u := time.UnixMilli(k.ts).Add(r.cfg.DedupWindow); u.After(until) {
+			until = u
+		}
+	}
+	rm.mu.Lock()
+	copied := rm.copiedEpoch
+	rm.mu.Unlock()
+	keys := slices.Clip(rest)
+	since := now.Add(-r.cfg.DedupWindow).UnixMilli() + 1
+	all, err := r.log.IndexedKeys(rm.name, since, maxRelearntKeys, func(key []byte, e wal.DedupEntry) {
+		// A hot restart copied the copied epoch into this one, seqs
+		// unchanged (see copyOf); other epochs' keys name positions
+		// the new home cannot take as this epoch's.
+		if e.Epoch == epoch || e.Epoch == copied {
+			keys = append(keys, keyUse{key: string(key), seq: e.Seq, ts: e.TS})
+		}
+	})
+	if err != nil {
+		return until, err
+	}
+	if !all {
+		r.logger.Warn().Str("room", rm.name).Int("limit", maxRelearntKeys).Msg("room's key index too large to hand over whole")
+	}
+	for len(keys) > 0 {
+		n, size := 0, 0
+		for n < len(keys) && (n == 0 || size+keyEntrySize(keys[n]) <= handoffIndexBytes) {
+			size += keyEntrySize(keys[n])
+			n++
+		}
+		req := r.nextReq.Add(1)
+		res, err := r.call(ctx, to, rm.name, req, appendHandoffKeys(nil, rm.name, epoch, req, keys[:n]))
+		switch {
+		case err == nil && res.f.Code == codeOK:
+			keys = keys[n:]
+			continue
+		case errors.Is(err, ErrClosed), ctx.Err() != nil:
+			return until, errors.Join(err, ctx.Err())
+		}
+		if err == nil {
+			err = codeError(to, res.f.Code)
+		}
+		r.logger.Warn().Err(err).Str("room", rm.name).Str("peer", string(to)).Int("keys", len(keys)).
+			Msg("idempotency keys not handed over: retries of them after the move are published again")
+		break
+	}
+	return until, nil
+}
+
+// serveHandoffKeys stores in the wal's key index the idempotency keys a
+// room's previous home sends before its handoff (handOverIndexedKeys);
+// the room, handed over next, looks its misses up there.
+func (r *Router) serveHandoffKeys(from mesh.NodeID, f *peerFrame) {
+	name, epoch, req := string(f.Room), f.Epoch, f.Req
+	uses := make([]wal.KeyUse, len(f.Keys))
+	valid := epoch != 0
+	for i, k := range f.Keys {
+		if len(k.Key) == 0 || len(k.Key) > wal.MaxKeyLen || k.Seq == 0 {
+			valid = false
+		}
+		uses[i] = wal.KeyUse{Key: string(k.Key), DedupEntry: wal.DedupEntry{Epoch: epoch, Seq: k.Seq, TS: k.TS}}
+	}
+	r.spawn(func() {
+		code := codeOK
+		switch {
+		case !valid:
+			r.metrics.badPeerFrames.Inc()
+			code = codeInternal
+		case len(uses) > 0:
+			stored := make(chan error, 1)
+			err := r.log.IndexKeys(name, uses, func(err error) { stored <- err })
+			if err == nil {
+				err = r.awaitStored(stored)
+			}
+			if err != nil {
+				r.logger.Warn().Err(err).Str("room", name).Str("peer", string(from)).Msg("handed-over keys not stored")
+				code = codeUnavailable
+			}
+		}
+		r.reply(from, name, appendReply(nil, name, epoch, req, code, 0, 0, 0, 0))
+	})
 }
 
 // handoffMessages keeps the contiguous run of msgs ending at head, then

@@ -343,6 +343,8 @@ func (r *Router) HandlePeerFrame(from mesh.NodeID, frame []byte) {
 		r.receiveMsg(from, &f)
 	case peerHandoff:
 		r.serveHandoff(from, &f)
+	case peerHandoffKeys:
+		r.serveHandoffKeys(from, &f)
 	case peerLeaving:
 		r.serveLeaving(from, &f)
 	case peerEnded:

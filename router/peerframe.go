@@ -67,6 +67,13 @@ import (
 //	     relay -> interested edge: the interest whose token is req
 //	     ended here (the relay's mirror of the room ended: its epoch
 //	     is over, or it could not be made whole); register again.
+//	0x0c handoffKeys req:uvarint k:uvarint k*(key:str seq:uvarint ts:varint)
+//	     old home -> new home (planned move), before the handoff frame:
+//	     idempotency keys of epoch still in the window that the old
+//	     home's memory no longer holds (its wal's key index), in as
+//	     many frames as they need. The receiver indexes them in its
+//	     wal, where the handed-over room looks its misses up until the
+//	     handoff's until; answered by a reply once stored durably.
 //
 // interest, drop and msg also go between the edges of a region and their
 // relay (see Router.sourceOf): an edge registers at its region's relay,
@@ -74,17 +81,18 @@ import (
 //
 // e.g. drop of token 5 for room "a" in epoch 7: 04 01 61 07 05.
 const (
-	peerPublish    byte = 0x01
-	peerReply      byte = 0x02
-	peerInterest   byte = 0x03
-	peerDrop       byte = 0x04
-	peerMsg        byte = 0x05
-	peerFetch      byte = 0x06
-	peerFetchReply byte = 0x07
-	peerHandoff    byte = 0x08
-	peerLeaving    byte = 0x09
-	peerHandedOver byte = 0x0a
-	peerEnded      byte = 0x0b
+	peerPublish     byte = 0x01
+	peerReply       byte = 0x02
+	peerInterest    byte = 0x03
+	peerDrop        byte = 0x04
+	peerMsg         byte = 0x05
+	peerFetch       byte = 0x06
+	peerFetchReply  byte = 0x07
+	peerHandoff     byte = 0x08
+	peerLeaving     byte = 0x09
+	peerHandedOver  byte = 0x0a
+	peerEnded       byte = 0x0b
+	peerHandoffKeys byte = 0x0c
 )
 
 // Limits of peer frame fields.
@@ -163,7 +171,7 @@ type peerFrame struct {
 	Head, First uint64
 	Msgs        []peerMsgEntry
 
-	// handoff.
+	// handoff (Until, Keys), handoffKeys (Keys).
 	Until int64
 	Keys  []peerKeyEntry
 }
@@ -284,6 +292,18 @@ func appendHandoff(b []byte, room string, epoch, req, head, first uint64, until 
 	for _, m := range msgs {
 		b = appendMsgBody(b, m)
 	}
+	return appendKeys(b, keys)
+}
+
+// appendHandoffKeys encodes a handoffKeys frame of room in epoch.
+func appendHandoffKeys(b []byte, room string, epoch, req uint64, keys []keyUse) []byte {
+	b = appendHeader(b, peerHandoffKeys, room, epoch)
+	b = binary.AppendUvarint(b, req)
+	return appendKeys(b, keys)
+}
+
+// appendKeys appends a list of idempotency keys (handoff, handoffKeys).
+func appendKeys(b []byte, keys []keyUse) []byte {
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = appendString(b, k.key)
@@ -292,6 +312,9 @@ func appendHandoff(b []byte, room string, epoch, req, head, first uint64, until 
 	}
 	return b
 }
+
+// keyEntrySize bounds the encoded size of k in a key list.
+func keyEntrySize(k keyUse) int { return len(k.key) + 3*binary.MaxVarintLen64 }
 
 // peerReader consumes a frame, remembering the first error.
 type peerReader struct {
@@ -367,6 +390,18 @@ func (r *peerReader) msg() peerMsgEntry {
 	}
 }
 
+// keys reads a key list into f.Keys; false: its count cannot be right.
+func (r *peerReader) keys(f *peerFrame) bool {
+	k := r.uvarint()
+	if r.err == nil && k > uint64(len(r.b)) {
+		return false
+	}
+	for i := uint64(0); i < k && r.err == nil; i++ {
+		f.Keys = append(f.Keys, peerKeyEntry{Key: r.str(maxPeerKey), Seq: r.uvarint(), TS: r.varint()})
+	}
+	return true
+}
+
 // decodePeerFrame parses b into f (reusing f.Msgs' storage). Every failure
 // wraps ErrBadPeerFrame; it never panics. f's byte slices point into b.
 func decodePeerFrame(b []byte, f *peerFrame) error {
@@ -433,12 +468,13 @@ func decodePeerFrame(b []byte, f *peerFrame) error {
 			msgs = append(msgs, r.msg())
 		}
 		f.Msgs = msgs
-		k := r.uvarint()
-		if r.err == nil && k > uint64(len(r.b)) {
+		if !r.keys(f) {
 			return errPeerField
 		}
-		for i := uint64(0); i < k && r.err == nil; i++ {
-			f.Keys = append(f.Keys, peerKeyEntry{Key: r.str(maxPeerKey), Seq: r.uvarint(), TS: r.varint()})
+	case peerHandoffKeys:
+		f.Req = r.uvarint()
+		if !r.keys(f) {
+			return errPeerField
 		}
 	case peerLeaving, peerHandedOver:
 		f.Req = r.uvarint()

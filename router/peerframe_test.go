@@ -12,21 +12,23 @@ func peerFrameSeeds() map[string][]byte {
 	m2 := &Message{Room: "chat:1", Epoch: m.Epoch, Seq: 43, TS: -5, Data: []byte(`1`)}
 	fr, _ := appendFetchReply(nil, "chat:1", m.Epoch, 9, codeOK, 43, 1, []*Message{m, m2}, maxFetchReplyBytes)
 	return map[string][]byte{
-		"publish":      appendPublish(nil, "chat:1", 0, 7, "ann", "k1", []byte(`"x"`)),
-		"reply":        appendReply(nil, "chat:1", m.Epoch, 7, codeOK, flagDup, 42, 0, m.TS),
-		"reply-error":  appendReply(nil, "r", 0, 8, codeNotHome, 0, 0, 0, 0),
-		"interest":     appendInterest(nil, peerInterest, "chat:1", 0, 11),
-		"drop":         appendInterest(nil, peerDrop, "a", 7, 5),
-		"msg":          appendMsg(nil, m),
-		"fetch":        appendFetch(nil, "chat:1", m.Epoch, 9, fetchBefore, 40, 50),
-		"fetch-reply":  fr,
-		"fetch-failed": fetchFailure("chat:1", m.Epoch, 9, codeEpoch, 43),
-		"handoff":      appendHandoff(nil, "chat:1", m.Epoch, 12, 43, 1, 1700000600123, []*Message{m, m2}, []keyUse{{key: "k1", seq: 42, ts: m.TS}}),
-		"handoff-bare": appendHandoff(nil, "chat:1", m.Epoch, 13, 0, 0, 0, nil, nil),
-		"leaving":      appendInterest(nil, peerLeaving, "n1", 0, 14),
-		"handed-over":  appendInterest(nil, peerHandedOver, "n1", 0, 15),
-		"reply-retry":  appendReply(nil, "r", 0, 8, codeRetry, 0, 0, 0, 0),
-		"ended":        appendInterest(nil, peerEnded, "chat:1", m.Epoch, 16),
+		"publish":           appendPublish(nil, "chat:1", 0, 7, "ann", "k1", []byte(`"x"`)),
+		"reply":             appendReply(nil, "chat:1", m.Epoch, 7, codeOK, flagDup, 42, 0, m.TS),
+		"reply-error":       appendReply(nil, "r", 0, 8, codeNotHome, 0, 0, 0, 0),
+		"interest":          appendInterest(nil, peerInterest, "chat:1", 0, 11),
+		"drop":              appendInterest(nil, peerDrop, "a", 7, 5),
+		"msg":               appendMsg(nil, m),
+		"fetch":             appendFetch(nil, "chat:1", m.Epoch, 9, fetchBefore, 40, 50),
+		"fetch-reply":       fr,
+		"fetch-failed":      fetchFailure("chat:1", m.Epoch, 9, codeEpoch, 43),
+		"handoff":           appendHandoff(nil, "chat:1", m.Epoch, 12, 43, 1, 1700000600123, []*Message{m, m2}, []keyUse{{key: "k1", seq: 42, ts: m.TS}}),
+		"handoff-bare":      appendHandoff(nil, "chat:1", m.Epoch, 13, 0, 0, 0, nil, nil),
+		"leaving":           appendInterest(nil, peerLeaving, "n1", 0, 14),
+		"handed-over":       appendInterest(nil, peerHandedOver, "n1", 0, 15),
+		"reply-retry":       appendReply(nil, "r", 0, 8, codeRetry, 0, 0, 0, 0),
+		"ended":             appendInterest(nil, peerEnded, "chat:1", m.Epoch, 16),
+		"handoff-keys":      appendHandoffKeys(nil, "chat:1", m.Epoch, 17, []keyUse{{key: "k0", seq: 40, ts: m.TS - 9}, {key: "k\x00", seq: 41, ts: -1}}),
+		"handoff-keys-none": appendHandoffKeys(nil, "chat:1", m.Epoch, 18, nil),
 	}
 }
 
@@ -67,6 +69,9 @@ func TestPeerFrameRejects(t *testing.T) {
 		{"empty", nil, errPeerTruncated},
 		{"unknown type", []byte{0x1f, 0x01, 'a', 0x00}, errPeerType},
 		{"handoff count beyond frame", []byte{peerHandoff, 0x01, 'a', 0x00, 0x01, 0x00, 0x00, 0x00, 0x05}, errPeerField},
+		{"handoffKeys count beyond frame", []byte{peerHandoffKeys, 0x01, 'a', 0x07, 0x01, 0x03, 0x01}, errPeerField},
+		{"handoffKeys key too long", appendHandoffKeys(nil, "a", 7, 1, []keyUse{{key: string(make([]byte, maxPeerKey+1)), seq: 1}}), errPeerField},
+		{"handoffKeys truncated", seeds["handoff-keys"][:len(seeds["handoff-keys"])-1], errPeerTruncated},
 		{"empty room", []byte{peerDrop, 0x00, 0x00, 0x01}, errPeerField},
 		{"room too long", append([]byte{peerDrop, 0xff, 0xff, 0x03}, make([]byte, 10)...), errPeerField},
 		{"truncated msg", seeds["msg"][:len(seeds["msg"])-1], errPeerTruncated},
@@ -109,6 +114,12 @@ func encodePeerFrame(f *peerFrame) []byte {
 			keys[i] = keyUse{key: string(k.Key), seq: k.Seq, ts: k.TS}
 		}
 		return appendHandoff(nil, room, f.Epoch, f.Req, f.Head, f.First, f.Until, msgs, keys)
+	case peerHandoffKeys:
+		keys := make([]keyUse, len(f.Keys))
+		for i, k := range f.Keys {
+			keys[i] = keyUse{key: string(k.Key), seq: k.Seq, ts: k.TS}
+		}
+		return appendHandoffKeys(nil, room, f.Epoch, f.Req, keys)
 	case peerMsg:
 		return appendMsg(nil, entryMessage(room, f.Epoch, f.Msg))
 	case peerFetch:

@@ -210,7 +210,7 @@ func BenchmarkIndexedKeys(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		n := 0
-		all, err := l.IndexedKeys("room", since, calls*perCall, func([]byte, int64) { n++ })
+		all, err := l.IndexedKeys("room", since, calls*perCall, func([]byte, DedupEntry) { n++ })
 		if err != nil || !all || n != calls*perCall {
 			b.Fatal(n, all, err)
 		}

@@ -189,7 +189,7 @@ func (l *Log) lookupIndexed(db *pebble.DB, room, key string, cutoff int64) (Dedu
 // or after since, bucket by bucket, then among the entries of the layout
 // before buckets; it stops before the (limit+1)th and reports whether it
 // visited them all.
-func (l *Log) scanIndexed(db *pebble.DB, room string, since int64, limit int, fn func(key []byte, ts int64)) (bool, error) {
+func (l *Log) scanIndexed(db *pebble.DB, room string, since int64, limit int, fn func(key []byte, e DedupEntry)) (bool, error) {
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return false, err
@@ -215,7 +215,7 @@ func (l *Log) scanIndexed(db *pebble.DB, room string, since int64, limit int, fn
 				return false, nil
 			}
 			n++
-			fn(it.Key()[len(prefix):], e.TS)
+			fn(it.Key()[len(prefix):], e)
 		}
 		return true, it.Error()
 	}

@@ -222,11 +222,14 @@ func TestIndexedKeys(t *testing.T) {
 	scan := func(room string, since int64, limit int) (map[string]int64, bool) {
 		t.Helper()
 		got := make(map[string]int64)
-		complete, err := l.IndexedKeys(room, since, limit, func(key []byte, ts int64) {
+		complete, err := l.IndexedKeys(room, since, limit, func(key []byte, e DedupEntry) {
 			if _, dup := got[string(key)]; dup {
 				t.Errorf("key %q visited twice", key)
 			}
-			got[string(key)] = ts
+			if e.Epoch != 1 || e.Seq == 0 {
+				t.Errorf("key %q: entry %+v, want epoch 1 and its seq", key, e)
+			}
+			got[string(key)] = e.TS
 		})
 		if err != nil {
 			t.Fatalf("IndexedKeys(%s): %v", room, err)
@@ -282,7 +285,7 @@ func TestIndexedKeys(t *testing.T) {
 	if got, _ := scan("rr", t0, 10); len(got) != 1 || got["x"] != t1 {
 		t.Fatalf("scan of rr: %v, want x", got)
 	}
-	if _, err := l.IndexedKeys("bad\x00room", t0, 10, func([]byte, int64) {}); !errors.Is(err, ErrInvalid) {
+	if _, err := l.IndexedKeys("bad\x00room", t0, 10, func([]byte, DedupEntry) {}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("IndexedKeys of an invalid room: %v, want ErrInvalid", err)
 	}
 }

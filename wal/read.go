@@ -162,11 +162,12 @@ func (l *Log) LookupKey(room, key string) (DedupEntry, bool, error) {
 
 // IndexedKeys calls fn with each key room's idempotency index holds (the
 // keys IndexKeys was given, and those of messages retention deleted)
-// whose TS is at or after since, with that TS, in no particular order; key
-// is valid only during the call. It stops after limit keys and reports
-// whether it visited them all. A room restarted from the log learns from
-// it which keys it need look up at all (see RecentKeys for the rest).
-func (l *Log) IndexedKeys(room string, since int64, limit int, fn func(key []byte, ts int64)) (bool, error) {
+// whose TS is at or after since, with its entry, in no particular order;
+// key is valid only during the call. It stops after limit keys and
+// reports whether it visited them all. A room restarted from the log
+// learns from it which keys it need look up at all (see RecentKeys for
+// the rest); a room handed to another node sends them along.
+func (l *Log) IndexedKeys(room string, since int64, limit int, fn func(key []byte, e DedupEntry)) (bool, error) {
 	if !validRoom(room) {
 		return false, fmt.Errorf("%w: room name %q", ErrInvalid, room)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,6 +259,62 @@ func TestClusterJoinHandoff(t *testing.T) {
 		if f.resumes != 0 && f.r != c.Nodes[before[f.room]].Router {
 			t.Fatalf("room %s: subscriber not on the old home resumed (home %d, was %d)", f.room, home+1, before[f.room]+1)
 		}
+	}
+}
+
+// TestClusterHandoffCarriesEveryKey: a planned move hands over every
+// idempotency key still in the window, not only those that fit in the
+// handoff frame: the keys the old home's memory evicted into its wal's
+// index, and those its memory holds beyond the frame's budget. A retry of
+// any of them on the new home is a duplicate.
+func TestClusterHandoffCarriesEveryKey(t *testing.T) {
+	// Keys of 1,000 bytes, 256 of which fit in the frame's budget. Rooms
+	// with an even number publish 320 (280 in memory, 40 evicted into
+	// the index); odd ones 270 (all in memory: the room never evicted,
+	// so only the keys beyond the frame make the new home look misses up).
+	const memory, rooms = 280, 9
+	perRoom := func(i int) int { return 320 - i%2*50 }
+	c := Start(t, 2, WithRouterConfig(func(cfg *router.Config) { cfg.DedupMemory = memory }))
+	key := func(k int) string { return fmt.Sprintf("%04d", k) + strings.Repeat("k", 996) }
+	acks := make([][]router.Ack, rooms)
+	var wg sync.WaitGroup
+	for i := range rooms {
+		acks[i] = make([]router.Ack, perRoom(i))
+		wg.Go(func() {
+			room := fmt.Sprintf("keys:%d", i)
+			for k := range perRoom(i) {
+				req := router.PublishRequest{Room: room, From: "ann", Key: key(k), Data: []byte(strconv.Itoa(k))}
+				a, err := c.Nodes[k%2].Router.Publish(t.Context(), req)
+				if err != nil {
+					t.Errorf("publish %s #%d: %v", room, k, err)
+					return
+				}
+				acks[i][k] = a
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	j := c.Join()
+	moved := 0
+	for i := range rooms {
+		room := fmt.Sprintf("keys:%d", i)
+		if c.HomeOf(room) != j {
+			continue
+		}
+		moved |= 1 << (i % 2)
+		for k := range perRoom(i) {
+			d := publish(t, c.Nodes[j].Router, room, "ann", key(k), `"again"`)
+			if want := acks[i][k]; !d.Dup || d.Seq != want.Seq || d.Epoch != want.Epoch {
+				t.Fatalf("room %s, key #%d, after the move: %+v, want a dup of %+v", room, k, d, want)
+			}
+		}
+	}
+	if moved != 3 {
+		t.Fatalf("rooms of each kind moved to the joining node: %02b, want both", moved)
 	}
 }
 
