@@ -119,7 +119,8 @@
 //     and those the old home's memory evicted into its wal's index go
 //     before it in handoffKeys frames, which the new home indexes in its
 //     wal and looks misses up in until the handoff's until (a new home
-//     that does not answer them, an older build, gets none). Keys of an
+//     that does not answer them, an older build, gets none, and the
+//     batch's other rooms do not wait on it again). Keys of an
 //     older epoch relearnt after a restart are not handed over (the new
 //     home takes handed-over seqs as positions in the room's current
 //     epoch). Rooms recovered from the wal at start and not

@@ -122,10 +122,11 @@ func (r *Router) handOverThenGreet(ctx context.Context, moved []movedRoom, peers
 // could not be.
 func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
 	markErr := r.markDormantHandedAway(ctx, moved)
+	noKeys := make(map[mesh.NodeID]bool) // see handOverIndexedKeys
 	for _, mv := range moved {
 		err := markErr
 		if mv.rm != nil || err == nil {
-			err = r.handOverRoom(ctx, mv)
+			err = r.handOverRoom(ctx, mv, noKeys)
 		}
 		if err != nil {
 			failed++
@@ -139,8 +140,9 @@ func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
 
 // handOverRoom hands one room to its new home and ends it here. A
 // dormant room (mv.rm nil) must be marked handed away already
-// (markDormantHandedAway); an active one is marked here.
-func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
+// (markDormantHandedAway); an active one is marked here. noKeys holds
+// the new homes that took no handoffKeys frame in this batch.
+func (r *Router) handOverRoom(ctx context.Context, mv movedRoom, noKeys map[mesh.NodeID]bool) (err error) {
 	epoch, head, until := mv.d.epoch, mv.d.head, mv.d.lookupUntil
 	var keys []keyUse
 	if rm := mv.rm; rm != nil {
@@ -183,7 +185,7 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom) (err error) {
 		// them until the handoff's until.
 		sent := handoffKeys(keys)
 		rest := keys[:len(keys)-len(sent)]
-		if until, err = r.handOverIndexedKeys(ctx, rm, mv.to, epoch, until, rest); err != nil {
+		if until, err = r.handOverIndexedKeys(ctx, rm, mv.to, epoch, until, rest, noKeys); err != nil {
 			return fmt.Errorf("hand over room %q: keys: %w", mv.name, err)
 		}
 		keys = sent
@@ -277,10 +279,11 @@ func waitMark(ctx context.Context, ch <-chan error, err error) error {
 // extended to when the last of rest leaves the window (the new home looks
 // every miss up until then). A new home that does not answer (an older
 // build drops the frame) gets none of them, as before they were sent:
-// retries of those keys after the move are then published again. The
-// caller has frozen the room and passed its handed-away barrier, so the
-// index holds every key the room evicted.
-func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.NodeID, epoch uint64, until time.Time, rest []keyUse) (time.Time, error) {
+// retries of those keys after the move are then published again. It is
+// noted in noKeys, and the batch's other rooms do not wait on it again.
+// The caller has frozen the room and passed its handed-away barrier, so
+// the index holds every key the room evicted.
+func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.NodeID, epoch uint64, until time.Time, rest []keyUse, noKeys map[mesh.NodeID]bool) (time.Time, error) {
 	now := r.cfg.Now()
 	for _, k := range rest {
 		if u := time.UnixMilli(k.ts).Add(r.cfg.DedupWindow); u.After(until) {
@@ -306,7 +309,7 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 	if !all {
 		r.logger.Warn().Str("room", rm.name).Int("limit", maxRelearntKeys).Msg("room's key index too large to hand over whole")
 	}
-	for len(keys) > 0 {
+	for len(keys) > 0 && !noKeys[to] {
 		n, size := 0, 0
 		for n < len(keys) && (n == 0 || size+keyEntrySize(keys[n]) <= handoffIndexBytes) {
 			size += keyEntrySize(keys[n])
@@ -324,9 +327,9 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 		if err == nil {
 			err = codeError(to, res.f.Code)
 		}
+		noKeys[to] = true
 		r.logger.Warn().Err(err).Str("room", rm.name).Str("peer", string(to)).Int("keys", len(keys)).
-			Msg("idempotency keys not handed over: retries of them after the move are published again")
-		break
+			Msg("idempotency keys not handed over (nor those of the other rooms moving to this peer now): retries of them after the move are published again")
 	}
 	return until, nil
 }

@@ -38,6 +38,7 @@ type options struct {
 	wal       []func(*wal.Config)
 	router    []func(*router.Config)
 	timing    *mesh.Timing
+	keep      func(node mesh.NodeID, frame []byte) bool
 }
 
 // WithRegions puts node i in regions[i%len(regions)]. Default: one
@@ -67,6 +68,13 @@ func WithWALConfig(f func(*wal.Config)) Option {
 // mesh.LocalTiming() (slower timings keep a loaded machine from
 // suspecting live nodes, in tests that do not kill nodes).
 func WithTiming(tm mesh.Timing) Option { return func(o *options) { o.timing = &tm } }
+
+// WithFrameFilter passes a peer frame that node receives to its router
+// only if keep says so: a node can drop a frame type as a build from
+// before it would (an unknown type is dropped).
+func WithFrameFilter(keep func(node mesh.NodeID, frame []byte) bool) Option {
+	return func(o *options) { o.keep = keep }
+}
 
 // WithRouterConfig changes every router's configuration (PresenceGrace,
 // EventInterval, ...) after the cluster filled it.
@@ -142,6 +150,14 @@ func (c *Cluster) startNodeOn(i int, bind, seed string) *Node {
 		join = []string{seed}
 	}
 	hooks := new(router.MeshHooks)
+	handler := hooks.Handler
+	if keep := c.opts.keep; keep != nil {
+		handler = func(from mesh.NodeID, frame []byte) {
+			if keep(id, frame) {
+				hooks.Handler(from, frame)
+			}
+		}
+	}
 	timing := mesh.LocalTiming()
 	if c.opts.timing != nil {
 		timing = *c.opts.timing
@@ -152,7 +168,7 @@ func (c *Cluster) startNodeOn(i int, bind, seed string) *Node {
 		Bind:           bind,
 		Join:           join,
 		ClusterKey:     ClusterKey,
-		Handler:        hooks.Handler,
+		Handler:        handler,
 		OnChange:       hooks.OnChange,
 		Logger:         logger.Level(zerolog.WarnLevel),
 		Registerer:     prometheus.NewRegistry(),

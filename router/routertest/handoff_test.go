@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/arena-mesh/arena/mesh"
 	"github.com/arena-mesh/arena/router"
 )
 
@@ -315,6 +317,56 @@ func TestClusterHandoffCarriesEveryKey(t *testing.T) {
 	}
 	if moved != 3 {
 		t.Fatalf("rooms of each kind moved to the joining node: %02b, want both", moved)
+	}
+}
+
+// TestClusterHandoffToOlderBuild: a new home that drops handoffKeys
+// frames, as a build from before them does, still takes its rooms, with
+// the keys the handoff frame carries; and an old home waits on it once
+// per batch of moving rooms, not once per room.
+func TestClusterHandoffToOlderBuild(t *testing.T) {
+	const handoffKeysFrame = 0x0c // router/peerframe.go
+	const rooms, perRoom = 16, 10
+	var dropped atomic.Int32
+	c := Start(t, 2, WithPeerTimeout(300*time.Millisecond),
+		WithRouterConfig(func(cfg *router.Config) { cfg.DedupMemory = 4 }),
+		WithFrameFilter(func(node mesh.NodeID, frame []byte) bool {
+			if node == "n3" && len(frame) > 0 && frame[0] == handoffKeysFrame {
+				dropped.Add(1)
+				return false
+			}
+			return true
+		}))
+	acks := make([][]router.Ack, rooms)
+	for i := range rooms {
+		for k := range perRoom {
+			acks[i] = append(acks[i], publish(t, c.Nodes[k%2].Router, fmt.Sprintf("old:%d", i), "ann", fmt.Sprintf("k%d", k), "1"))
+		}
+	}
+	j := c.Join()
+	if c.Nodes[j].ID != "n3" {
+		t.Fatalf("the joining node is %s, want n3", c.Nodes[j].ID)
+	}
+	moved := 0
+	for i := range rooms {
+		room := fmt.Sprintf("old:%d", i)
+		if c.HomeOf(room) != j {
+			continue
+		}
+		moved++
+		last := acks[i][perRoom-1]
+		if d := publish(t, c.Nodes[j].Router, room, "ann", fmt.Sprintf("k%d", perRoom-1), "2"); !d.Dup || d.Seq != last.Seq || d.Epoch != last.Epoch {
+			t.Fatalf("room %s: the newest key after the move: %+v, want a dup of %+v", room, d, last)
+		}
+		if a := publish(t, c.Nodes[j].Router, room, "ann", "fresh", "3"); a.Dup || a.Epoch != last.Epoch || a.Seq != perRoom+1 {
+			t.Fatalf("room %s: a new key after the move: %+v, want seq %d in epoch %d", room, a, perRoom+1, last.Epoch)
+		}
+	}
+	if moved < 4 {
+		t.Fatalf("%d rooms moved to the joining node, want at least 4 for the test to tell", moved)
+	}
+	if d := int(dropped.Load()); d == 0 || d >= moved {
+		t.Fatalf("the joining node dropped %d handoffKeys frames for %d moved rooms: want at least one, and fewer than one per room", d, moved)
 	}
 }
 
