@@ -40,6 +40,12 @@ import (
 // 10-minute window. A variable for tests.
 var maxRelearntKeys = 1 << 20
 
+// windowStart is the oldest TS (ms) of a key still in the sequencer's
+// window at now.
+func (r *Router) windowStart(now time.Time) int64 {
+	return now.Add(-r.cfg.DedupWindow).UnixMilli() + 1
+}
+
 // loadKeysLocked relearns, once, the keys of a room recovered from the
 // wal: those of its newest messages within the window, as many as the
 // run before kept in memory (keptkeys.go), into memory, where the surplus
@@ -51,7 +57,7 @@ func (rm *room) loadKeysLocked(now time.Time) error {
 		return nil
 	}
 	r := rm.r
-	since := now.Add(-r.cfg.DedupWindow).UnixMilli() + 1 // the sequencer's window
+	since := r.windowStart(now)
 	uses, err := r.log.RecentKeys(rm.name, since, r.recoverKeys)
 	if err != nil {
 		return fmt.Errorf("read recent keys of room %q: %w", rm.name, err)

@@ -294,8 +294,7 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 	copied := rm.copiedEpoch
 	rm.mu.Unlock()
 	keys := slices.Clip(rest)
-	since := now.Add(-r.cfg.DedupWindow).UnixMilli() + 1
-	all, err := r.log.IndexedKeys(rm.name, since, maxRelearntKeys, func(key []byte, e wal.DedupEntry) {
+	all, err := r.log.IndexedKeys(rm.name, r.windowStart(now), maxRelearntKeys, func(key []byte, e wal.DedupEntry) {
 		// A hot restart copied the copied epoch into this one, seqs
 		// unchanged (see copyOf); other epochs' keys name positions
 		// the new home cannot take as this epoch's.
@@ -385,7 +384,7 @@ func handoffMessages(msgs []*Message, head uint64) []*Message {
 func handoffKeys(keys []keyUse) []keyUse {
 	size := 0
 	for j := len(keys) - 1; j >= 0; j-- {
-		if size += len(keys[j].key) + 24; size > handoffKeyBytes {
+		if size += keyEntrySize(keys[j]); size > handoffKeyBytes {
 			return keys[j+1:]
 		}
 	}

@@ -270,7 +270,7 @@ func TestClusterJoinHandoff(t *testing.T) {
 // index, and those its memory holds beyond the frame's budget. A retry of
 // any of them on the new home is a duplicate.
 func TestClusterHandoffCarriesEveryKey(t *testing.T) {
-	// Keys of 1,000 bytes, 256 of which fit in the frame's budget. Rooms
+	// Keys of 1,000 bytes, 254 of which fit in the frame's budget. Rooms
 	// with an even number publish 320 (280 in memory, 40 evicted into
 	// the index); odd ones 270 (all in memory: the room never evicted,
 	// so only the keys beyond the frame make the new home look misses up).
