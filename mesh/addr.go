@@ -1,10 +1,12 @@
 package mesh
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 )
@@ -112,4 +114,55 @@ func splitPort(hostport string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q: %w", p, err)
 	}
 	return host, int(port), nil
+}
+
+// seedLookupTimeout bounds the resolution of a seed's host name by isSelf.
+const seedLookupTimeout = 5 * time.Second
+
+// isSelf reports whether the seed hostport names this node: its port is
+// the node's and its host is (or resolves to) the node's advertised or
+// bound address, or, when the node is bound to all interfaces, a loopback
+// address or one of the machine's interface addresses. A host name that
+// does not resolve names no node yet, so not this one.
+func (m *Mesh) isSelf(ctx context.Context, hostport string) bool {
+	host, port, err := splitPort(hostport)
+	if err != nil || (port != int(m.advertise.Port()) && port != int(m.bound.Port())) {
+		return false
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else if host != "" {
+		ctx, cancel := context.WithTimeout(ctx, seedLookupTimeout)
+		addrs, _ = net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		cancel()
+	}
+	for _, a := range addrs {
+		a = a.Unmap()
+		switch {
+		case netip.AddrPortFrom(a, uint16(port)) == m.advertise:
+			return true
+		case port != int(m.bound.Port()):
+		case a == m.bound.Addr():
+			return true
+		case m.bound.Addr().IsUnspecified() && (a.IsLoopback() || isInterfaceAddr(a)):
+			return true
+		}
+	}
+	return false
+}
+
+// isInterfaceAddr reports whether a is an address of one of the machine's
+// network interfaces.
+func isInterfaceAddr(a netip.Addr) bool {
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range ifAddrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil && p.Addr().Unmap() == a {
+			return true
+		}
+	}
+	return false
 }

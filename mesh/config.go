@@ -40,7 +40,8 @@ type Config struct {
 	Advertise string
 	// Join lists mesh addresses (host:port) of existing nodes. New returns
 	// at once; joining is retried in the background until one answers
-	// (see Mesh.Joined). Zero: start a new mesh.
+	// (see Mesh.Joined). Addresses of this node itself are skipped. Zero,
+	// or only this node's own addresses: start a new mesh.
 	Join []string
 
 	// ClusterKey (16, 24 or 32 bytes) encrypts gossip (AES-GCM) and is the

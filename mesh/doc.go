@@ -81,6 +81,14 @@
 //
 // # Membership
 //
+// Joined closes once the node has merged the member list of another node:
+// a seed of Config.Join, or a node that joined it first. Seeds naming the
+// node itself (its advertised or bound address, or a name or loopback
+// address resolving to it) are left out, so the same seed list can be
+// given to every node of a static cluster: the first one up waits for a
+// second rather than counting itself (memberlist answers a join to its
+// own address), and a node whose seeds all name itself starts a new mesh.
+//
 // Members lists alive and suspect nodes, self included. A node that
 // leaves (Leave) disappears from every Members at once and its links are
 // torn down; a node that dies is declared dead by memberlist's failure

@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -251,15 +253,34 @@ func (m *Mesh) removeGonePeers(now time.Time) time.Duration {
 // known addresses it does not see alive every RejoinInterval: memberlist
 // forgets a dead node and never probes it again, so after a partition
 // outlasts the suspicion timeout only this merges the two sides again.
+//
+// Seeds that name this node itself are left out (see otherSeeds): one
+// config file listing every node of a static cluster is common, and
+// memberlist answers a join to its own address, so such a node would
+// "join" at once while every other node is still down, and start rooms
+// that live elsewhere. A node whose seeds all name itself starts a new
+// mesh, as with no seeds.
 func (m *Mesh) joinLoop() {
 	defer m.ctlWG.Done()
 	ctx := m.gossipCtx
+	seeds := m.otherSeeds(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if len(seeds) == 0 && !m.HasJoined() {
+		m.log.Info().Strs("join", m.cfg.Join).Msg("every seed is this node's own address: starting a new mesh")
+		close(m.joined)
+		m.signalChange()
+	}
 	backoff := 100 * time.Millisecond
 	start, warned := time.Now(), time.Time{}
 	for !m.HasJoined() {
-		targets := m.joinTargets()
+		targets := m.joinTargets(seeds)
 		n, err := m.list.Join(targets)
-		if n > 0 {
+		// A seed that is this node under a name otherSeeds did not
+		// recognise (a load balancer, a DNS alias) answers too: only
+		// another member's list counts.
+		if n > 0 && m.list.NumMembers() > 1 {
 			close(m.joined)
 			// Report the members once more, now that Joined is
 			// closed: one report during the merge may have been the
@@ -267,6 +288,9 @@ func (m *Mesh) joinLoop() {
 			m.signalChange()
 			m.log.Info().Int("reached", n).Msg("joined mesh")
 			break
+		}
+		if n > 0 && err == nil {
+			err = errors.New("the only node that answered is this one")
 		}
 		if now := time.Now(); now.Sub(start) >= joinWarnAfter && now.Sub(warned) >= joinWarnAfter {
 			// Until it joins, the node is not ready and serves no room:
@@ -283,7 +307,7 @@ func (m *Mesh) joinLoop() {
 		backoff = min(2*backoff, m.cfg.RejoinInterval)
 	}
 	for sleepCtx(ctx, m.cfg.RejoinInterval) {
-		targets := m.rejoinTargets(time.Now())
+		targets := m.rejoinTargets(time.Now(), seeds)
 		if len(targets) == 0 {
 			continue
 		}
@@ -298,14 +322,26 @@ func (m *Mesh) joinLoop() {
 // so at warning level, and how often it says it again.
 const joinWarnAfter = 30 * time.Second
 
-// joinTargets lists what the first join tries: the seeds, then the nodes
-// that reached this one meanwhile (a node whose join named this one). A
-// node whose seeds are unreachable thus still joins, through a member
-// that found it, merging that member's list as it would a seed's.
-func (m *Mesh) joinTargets() []string {
+// otherSeeds returns the seeds of Config.Join that do not name this node
+// (see isSelf).
+func (m *Mesh) otherSeeds(ctx context.Context) []string {
+	var out []string
+	for _, s := range m.cfg.Join {
+		if !m.isSelf(ctx, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// joinTargets lists what the first join tries: the seeds (of otherSeeds),
+// then the nodes that reached this one meanwhile (a node whose join named
+// this one). A node whose seeds are unreachable thus still joins, through
+// a member that found it, merging that member's list as it would a seed's.
+func (m *Mesh) joinTargets(seeds []string) []string {
 	m.tableMu.Lock()
 	defer m.tableMu.Unlock()
-	out := slices.Clone(m.cfg.Join)
+	out := slices.Clone(seeds)
 	for id, e := range m.nodes {
 		if a := e.addr.String(); id != m.LocalID() && !slices.Contains(out, a) {
 			out = append(out, a)
@@ -315,8 +351,9 @@ func (m *Mesh) joinTargets() []string {
 }
 
 // rejoinTargets lists the addresses to re-join: known nodes that died
-// (not those that left), and the seeds when no other member is alive.
-func (m *Mesh) rejoinTargets(now time.Time) []string {
+// (not those that left), and the seeds (of otherSeeds) when no other
+// member is alive.
+func (m *Mesh) rejoinTargets(now time.Time, seeds []string) []string {
 	m.tableMu.Lock()
 	defer m.tableMu.Unlock()
 	alive := make(map[netip.AddrPort]bool, len(m.nodes))
@@ -339,8 +376,8 @@ func (m *Mesh) rejoinTargets(now time.Time) []string {
 		m.publishRegionsLocked()
 	}
 	if len(m.nodes) <= 1 {
-		for _, s := range m.cfg.Join {
-			if !slices.Contains(out, s) && s != m.advertise.String() {
+		for _, s := range seeds {
+			if !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 		}
