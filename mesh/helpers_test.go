@@ -3,6 +3,8 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,4 +112,63 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// closedMeshAddr returns the address of a node that has closed: a seed
+// that never answers.
+func closedMeshAddr(t *testing.T) string {
+	t.Helper()
+	gone := startMesh(t, testConfig(t, "gone", "eu"))
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return gone.Addr()
+}
+
+// waitJoinedThrough starts a node named id that joins a, and waits until
+// a has joined (through it) and both list exactly the two of them.
+func waitJoinedThrough(t *testing.T, a *Mesh, id NodeID) {
+	t.Helper()
+	b := startMesh(t, testConfig(t, string(id), "us", a.Addr()))
+	waitFor(t, converge, string(a.LocalID())+" joined through "+string(id), a.HasJoined)
+	for _, m := range []*Mesh{a, b} {
+		waitFor(t, converge, string(m.LocalID())+" sees both", func() bool { return sees(m, a.LocalID(), id) })
+	}
+}
+
+// freeMeshAddr returns a loopback address whose UDP and TCP port were both
+// free a moment ago, for a node that must know its own address before it
+// starts.
+func freeMeshAddr(t *testing.T) string {
+	t.Helper()
+	u, l, err := bind("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := u.LocalAddr().(*net.UDPAddr).AddrPort().String()
+	_ = u.Close()
+	_ = l.Close()
+	return addr
+}
+
+// lineCounter counts the log lines that contain match.
+type lineCounter struct {
+	match string
+	mu    sync.Mutex
+	n     int // guarded by mu
+}
+
+func (w *lineCounter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.match) {
+		w.mu.Lock()
+		w.n++
+		w.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+func (w *lineCounter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
 }

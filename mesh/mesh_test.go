@@ -3,10 +3,12 @@ package mesh
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/arena-mesh/arena/internal/leaktest"
@@ -109,18 +111,35 @@ func TestCloseStopsGoroutines(t *testing.T) {
 // unreachable still joins once another node joins it: through that node,
 // merging its member list as it would a seed's.
 func TestJoinThroughMemberThatFoundIt(t *testing.T) {
-	gone := startMesh(t, testConfig(t, "n0", "eu"))
-	deadSeed := gone.Addr()
-	if err := gone.Close(); err != nil {
-		t.Fatal(err)
-	}
-	a := startMesh(t, testConfig(t, "n1", "eu", deadSeed))
+	a := startMesh(t, testConfig(t, "n1", "eu", closedMeshAddr(t)))
 	if a.HasJoined() {
 		t.Fatal("n1 joined with its only seed gone")
 	}
-	b := startMesh(t, testConfig(t, "n2", "us", a.Addr()))
-	waitFor(t, converge, "n1 joined through n2", a.HasJoined)
-	for _, m := range []*Mesh{a, b} {
-		waitFor(t, converge, string(m.LocalID())+" sees n1 and n2", func() bool { return sees(m, "n1", "n2") })
+	waitJoinedThrough(t, a, "n2")
+}
+
+// TestJoinSkipsOwnAddress: a node whose seeds are its own address and a
+// node that is down does not count itself as joined (memberlist answers a
+// join to its own address, and before the fix it was ready at once, alone,
+// and would have started rooms living elsewhere). It joins once another
+// node reaches it. A node whose only seed is itself starts a new mesh.
+func TestJoinSkipsOwnAddress(t *testing.T) {
+	own := freeMeshAddr(t)
+	cfg := testConfig(t, "n1", "eu", own, closedMeshAddr(t))
+	cfg.Bind = own
+	attempts := &lineCounter{match: "join failed"}
+	cfg.Logger = zerolog.New(attempts).Level(zerolog.DebugLevel)
+	a := startMesh(t, cfg)
+	waitFor(t, converge, "n1 tried to join twice", func() bool { return attempts.count() >= 2 || a.HasJoined() })
+	if a.HasJoined() {
+		t.Fatal("n1 joined with its own address and a dead node as seeds")
 	}
+	waitJoinedThrough(t, a, "n2")
+
+	own = freeMeshAddr(t)
+	cfg = testConfig(t, "n3", "eu", own, strings.Replace(own, "127.0.0.1", "localhost", 1))
+	cfg.Bind = own
+	c := startMesh(t, cfg)
+	waitFor(t, converge, "n3, whose seeds all name itself, started a mesh", c.HasJoined)
+	waitJoinedThrough(t, c, "n4")
 }
