@@ -43,6 +43,13 @@ type Config struct {
 	// (see Mesh.Joined). Addresses of this node itself are skipped. Zero,
 	// or only this node's own addresses: start a new mesh.
 	Join []string
+	// BootstrapExpect, above 1, holds Joined at the node's first join until
+	// it sees this many live members, itself included (see Mesh.Joined):
+	// a whole cluster started at once then places its rooms on all its
+	// nodes, each room on its usual home, rather than on the first ones up.
+	// A node restarting into a running mesh waits too, if it finds fewer.
+	// Zero: no wait.
+	BootstrapExpect int
 
 	// ClusterKey (16, 24 or 32 bytes) encrypts gossip (AES-GCM) and is the
 	// root of peer authentication: the cluster CA is derived from it, so
@@ -189,6 +196,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.ClusterKey) == 0 && (!isLoopbackHostPort(c.Bind) || c.Advertise != "" && !isLoopbackHostPort(c.Advertise)) {
 		return c, errNeedKey
+	}
+	if c.BootstrapExpect < 0 {
+		return c, errors.New("negative bootstrap expect")
 	}
 	if c.RejoinInterval < 0 || c.MaxFrameSize < 0 || c.LaneBuffer < 0 {
 		return c, errors.New("negative rejoin interval, frame size or lane buffer")

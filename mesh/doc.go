@@ -88,6 +88,9 @@
 // given to every node of a static cluster: the first one up waits for a
 // second rather than counting itself (memberlist answers a join to its
 // own address), and a node whose seeds all name itself starts a new mesh.
+// With Config.BootstrapExpect, Joined waits further, until the node sees
+// that many live members: a cluster started all at once then places each
+// room on its usual home instead of on the first nodes up.
 //
 // Members lists alive and suspect nodes, self included. A node that
 // leaves (Leave) disappears from every Members at once and its links are

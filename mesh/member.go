@@ -42,3 +42,12 @@ type Member struct {
 	Load  uint32 // as last set by the node with SetLoad
 	State State
 }
+
+// memberIDs lists the IDs of ms, for logs.
+func memberIDs(ms []Member) []string {
+	out := make([]string, len(ms))
+	for i, mb := range ms {
+		out[i] = string(mb.ID)
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -259,61 +260,97 @@ func (m *Mesh) removeGonePeers(now time.Time) time.Duration {
 // memberlist answers a join to its own address, so such a node would
 // "join" at once while every other node is still down, and start rooms
 // that live elsewhere. A node whose seeds all name itself starts a new
-// mesh, as with no seeds.
+// mesh, as with no seeds. The first join then waits for
+// Config.BootstrapExpect members (firstJoin).
 func (m *Mesh) joinLoop() {
 	defer m.ctlWG.Done()
 	ctx := m.gossipCtx
-	seeds := m.otherSeeds(ctx)
-	if ctx.Err() != nil {
+	if !m.HasJoined() && !m.firstJoin(ctx) {
 		return
 	}
-	if len(seeds) == 0 && !m.HasJoined() {
-		m.log.Info().Strs("join", m.cfg.Join).Msg("every seed is this node's own address: starting a new mesh")
-		close(m.joined)
-		m.signalChange()
-	}
-	backoff := 100 * time.Millisecond
-	start, warned := time.Now(), time.Time{}
-	for !m.HasJoined() {
-		targets := m.joinTargets(seeds)
-		n, err := m.list.Join(targets)
-		// A seed that is this node under a name otherSeeds did not
-		// recognise (a load balancer, a DNS alias) answers too: only
-		// another member's list counts.
-		if n > 0 && m.list.NumMembers() > 1 {
-			close(m.joined)
-			// Report the members once more, now that Joined is
-			// closed: one report during the merge may have been the
-			// last, and users wait for a list read after Joined.
-			m.signalChange()
-			m.log.Info().Int("reached", n).Msg("joined mesh")
-			break
-		}
-		if n > 0 && err == nil {
-			err = errors.New("the only node that answered is this one")
-		}
-		if now := time.Now(); now.Sub(start) >= joinWarnAfter && now.Sub(warned) >= joinWarnAfter {
-			// Until it joins, the node is not ready and serves no room:
-			// a wrong seed must not go unnoticed.
-			warned = now
-			m.log.Warn().Err(err).Strs("targets", targets).Dur("waited", now.Sub(start).Round(time.Second)).
-				Msg("cannot join the mesh: not ready, serving no room, still trying")
-		} else {
-			m.log.Debug().Err(err).Dur("backoff", backoff).Msg("join failed")
-		}
-		if !sleepCtx(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, m.cfg.RejoinInterval)
-	}
 	for sleepCtx(ctx, m.cfg.RejoinInterval) {
-		targets := m.rejoinTargets(time.Now(), seeds)
+		targets := m.rejoinTargets(time.Now(), m.seeds)
 		if len(targets) == 0 {
 			continue
 		}
 		if n, _ := m.list.Join(targets); n > 0 {
 			m.metrics.rejoins.Inc()
 			m.log.Info().Int("reached", n).Strs("targets", targets).Msg("rejoined peers")
+		}
+	}
+}
+
+// firstJoin joins the seeds, retrying until one answers, waits for
+// Config.BootstrapExpect members, and closes Joined. It reports false if
+// ctx ended first.
+func (m *Mesh) firstJoin(ctx context.Context) bool {
+	m.seeds = m.otherSeeds(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
+	// With no seed but this node's own addresses, it starts a new mesh.
+	merged := len(m.seeds) == 0
+	if merged && len(m.cfg.Join) > 0 {
+		m.log.Info().Strs("join", m.cfg.Join).Msg("every seed is this node's own address: starting a new mesh")
+	}
+	backoff := 100 * time.Millisecond
+	start, warned := time.Now(), time.Time{}
+	for {
+		var (
+			targets []string
+			err     error
+		)
+		if !merged {
+			targets = m.joinTargets(m.seeds)
+			var n int
+			n, err = m.list.Join(targets)
+			// A seed that is this node under a name otherSeeds did
+			// not recognise (a load balancer, a DNS alias) answers
+			// too: only another member's list counts.
+			merged = n > 0 && m.list.NumMembers() > 1
+			switch {
+			case merged:
+				m.log.Info().Int("reached", n).Msg("joined mesh")
+			case n > 0 && err == nil:
+				err = errors.New("the only node that answered is this one")
+			}
+		}
+		if merged {
+			live := len(m.Members())
+			if live >= m.cfg.BootstrapExpect {
+				close(m.joined)
+				// Report the members once more, now that Joined is
+				// closed: one report during the merge may have been
+				// the last, and users wait for a list read after
+				// Joined.
+				m.signalChange()
+				return true
+			}
+			err = fmt.Errorf("%d live members of the %d expected (bootstrap_expect)", live, m.cfg.BootstrapExpect)
+			backoff = 100 * time.Millisecond // members arrive by themselves: look often
+		}
+		// Until it joins, the node is not ready and serves no room: a
+		// wrong seed or expected count must not go unnoticed.
+		now := time.Now()
+		warn := now.Sub(start) >= joinWarnAfter && now.Sub(warned) >= joinWarnAfter
+		if warn {
+			warned = now
+		}
+		switch {
+		case merged && warn:
+			m.log.Warn().Err(err).Strs("members", memberIDs(m.Members())).Dur("waited", now.Sub(start).Round(time.Second)).
+				Msg("waiting for the expected members: not ready, serving no room")
+		case warn:
+			m.log.Warn().Err(err).Strs("targets", targets).Dur("waited", now.Sub(start).Round(time.Second)).
+				Msg("cannot join the mesh: not ready, serving no room, still trying")
+		case !merged:
+			m.log.Debug().Err(err).Dur("backoff", backoff).Msg("join failed")
+		}
+		if !sleepCtx(ctx, backoff) {
+			return false
+		}
+		if !merged {
+			backoff = min(2*backoff, m.cfg.RejoinInterval)
 		}
 	}
 }

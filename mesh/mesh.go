@@ -48,7 +48,8 @@ type Mesh struct {
 	load      atomic.Uint32
 	metaDirty chan struct{} // cap 1: SetLoad changed the metadata
 	changed   chan struct{} // cap 1: membership changed
-	joined    chan struct{} // closed once a seed answered (or there are none)
+	joined    chan struct{} // closed once a seed answered (or there are none) and BootstrapExpect members are up
+	seeds     []string      // Config.Join less this node's own addresses: set and read by joinLoop only
 
 	peersMu sync.Mutex                       // serializes writers of peers
 	peers   atomic.Pointer[map[NodeID]*peer] // copy on write: Send reads it lock-free
@@ -217,7 +218,7 @@ func (m *Mesh) start() error {
 		return fmt.Errorf("start gossip: %w", err)
 	}
 
-	if len(cfg.Join) == 0 {
+	if len(cfg.Join) == 0 && cfg.BootstrapExpect <= 1 {
 		close(m.joined)
 	}
 	m.wg.Add(2)
@@ -238,9 +239,10 @@ func (m *Mesh) Addr() string { return m.bound.String() }
 
 // Joined is closed once the node has reached a seed from Config.Join, or
 // a node that joined it first, and merged that node's member list (at
-// once when there are no seeds): Members called after it lists every
-// member that node knew of. Readiness waits for it, and so does a router
-// before it places rooms.
+// once when there are no seeds), and then sees Config.BootstrapExpect
+// live members: Members called after it lists every member that node
+// knew of. Readiness waits for it, and so does a router before it places
+// rooms.
 func (m *Mesh) Joined() <-chan struct{} { return m.joined }
 
 // HasJoined reports, without waiting, whether Joined is closed.

@@ -143,3 +143,30 @@ func TestJoinSkipsOwnAddress(t *testing.T) {
 	waitFor(t, converge, "n3, whose seeds all name itself, started a mesh", c.HasJoined)
 	waitJoinedThrough(t, c, "n4")
 }
+
+// TestBootstrapExpect: nodes told to expect three members are not joined
+// while they see two, and all are once the third is up; a node that
+// starts the mesh (no seeds) waits too.
+func TestBootstrapExpect(t *testing.T) {
+	expect := func(cfg Config) Config {
+		cfg.BootstrapExpect = 3
+		return cfg
+	}
+	a := startMesh(t, expect(testConfig(t, "n1", "eu")))
+	b := startMesh(t, expect(testConfig(t, "n2", "us", a.Addr())))
+	for _, m := range []*Mesh{a, b} {
+		waitFor(t, converge, string(m.LocalID())+" sees n1 and n2", func() bool { return sees(m, "n1", "n2") })
+	}
+	for _, m := range []*Mesh{a, b} {
+		if m.HasJoined() {
+			t.Fatalf("%s joined with 2 of 3 expected members", m.LocalID())
+		}
+	}
+	c := startMesh(t, expect(testConfig(t, "n3", "ap", b.Addr())))
+	for _, m := range []*Mesh{a, b, c} {
+		waitFor(t, converge, string(m.LocalID())+" joined with 3 members", m.HasJoined)
+		if !sees(m, "n1", "n2", "n3") {
+			t.Fatalf("%s joined seeing %v", m.LocalID(), memberIDs(m.Members()))
+		}
+	}
+}

@@ -236,6 +236,7 @@ func TestValidateErrors(t *testing.T) {
 		{"same port", func(c *Config) { c.Listen = "127.0.0.1:9000"; c.Mesh = "127.0.0.1:9000" }, "different ports"},
 		{"join bad", func(c *Config) { c.Join = []string{"a:1", "b"} }, `join[1] "b"`},
 		{"join port 0", func(c *Config) { c.Join = []string{"a:0"} }, "port 0"},
+		{"bootstrap expect", func(c *Config) { c.BootstrapExpect = -1 }, "bootstrap_expect -1"},
 		{"node id", func(c *Config) { c.NodeID = "no spaces" }, "node_id"},
 		{"node id long", func(c *Config) { c.NodeID = strings.Repeat("n", 129) }, "node_id"},
 		{"region", func(c *Config) { c.Region = "eu west" }, "region"},

@@ -55,6 +55,9 @@ func (c *Config) Validate() error {
 			add("mqtt_listen %q: %w", c.MQTTListen, err)
 		}
 	}
+	if c.BootstrapExpect < 0 {
+		add("bootstrap_expect %d: want 0 (no wait) or a number of nodes", c.BootstrapExpect)
+	}
 	for i, j := range c.Join {
 		if _, port, err := checkHostPort(j); err != nil {
 			add("join[%d] %q: %w", i, j, err)

@@ -49,6 +49,15 @@ type child struct {
 // address it listens on and /readyz answers 200.
 func startServe(t *testing.T, args ...string) *child {
 	t.Helper()
+	c := startServeListening(t, args...)
+	c.waitReady(t)
+	return c
+}
+
+// startServeListening runs `arena serve` with args and waits until it
+// logs the address it listens on, ready or not.
+func startServeListening(t *testing.T, args ...string) *child {
+	t.Helper()
 	bin, err := arenaBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -101,15 +110,23 @@ func startServe(t *testing.T, args ...string) *child {
 	case <-time.After(60 * time.Second):
 		t.Fatal("arena serve did not log its listen address")
 	}
-	waitFor(t, 30*time.Second, "readyz", func() bool {
-		resp, err := http.Get("http://" + c.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 	return c
+}
+
+// readyz returns the status code of c's /readyz, 0 if it did not answer.
+func (c *child) readyz() int {
+	resp, err := http.Get("http://" + c.addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitReady waits until c's /readyz answers 200.
+func (c *child) waitReady(t *testing.T) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "readyz", func() bool { return c.readyz() == http.StatusOK })
 }
 
 // kill9 sends SIGKILL and waits for the process to be gone.

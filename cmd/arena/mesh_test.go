@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,4 +172,142 @@ func edgesOf(n *child) []struct{ Node, Region, URL string } {
 		return nil
 	}
 	return body.Edges
+}
+
+// TestBootstrapExpectReadiness: a node whose config expects two mesh
+// members is not ready until the second is up; then both are, and a
+// publish through either is acked.
+func TestBootstrapExpectReadiness(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "arena.yaml")
+	if err := os.WriteFile(cfgFile, []byte("bootstrap_expect: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string, join ...string) *child {
+		args := []string{
+			"--config", cfgFile, "--dev", "--node-id", id,
+			"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", t.TempDir(),
+		}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return startServeListening(t, args...)
+	}
+	a := start("boot-a")
+	if code := a.readyz(); code != http.StatusServiceUnavailable {
+		t.Fatalf("boot-a alone, expecting 2 members: /readyz %d, want 503", code)
+	}
+	b := start("boot-b", a.mesh)
+	for i, n := range []*child{a, b} {
+		n.waitReady(t)
+		room := fmt.Sprintf("boot:%d", i)
+		resp, err := http.Post("http://"+n.addr+"/v1/rooms/"+room+"/messages", "application/json",
+			strings.NewReader(`{"data":{"n":1},"key":"k1"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("publish to %s through node %d: %d, want 201", room, i, resp.StatusCode)
+		}
+	}
+}
+
+// TestBootstrapExpectKeepsEpochs: a three-node cluster with
+// bootstrap_expect: 3 is killed whole (kill -9) and started again, its
+// first node alone for a while with publishes to every room waiting on
+// it: every room goes on in its epoch, on its usual home. Without the
+// setting that first node is ready alone and starts the other nodes'
+// rooms in new epochs.
+func TestBootstrapExpectKeepsEpochs(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "arena.yaml")
+	if err := os.WriteFile(cfgFile, []byte("bootstrap_expect: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"keep-a", "keep-b", "keep-c"}
+	data := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	start := func(i int, join ...string) *child {
+		args := []string{
+			"--config", cfgFile, "--dev", "--node-id", ids[i],
+			"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data[i],
+		}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return startServeListening(t, args...)
+	}
+	first := start(0)
+	nodes := []*child{first, start(1, first.mesh), start(2, first.mesh)}
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	rooms := make([]string, 24)
+	epochs := make(map[string]uint64)
+	for i := range rooms {
+		rooms[i] = fmt.Sprintf("keep:%d", i)
+		ack := publishHTTP(t, nodes[0].addr, rooms[i], "k1")
+		if ack.Seq != 1 {
+			t.Fatalf("first publish to %s: %+v", rooms[i], ack)
+		}
+		epochs[rooms[i]] = ack.Epoch
+	}
+	for _, n := range nodes {
+		n.kill9(t)
+	}
+
+	// The first node comes back alone, and every room gets a publish
+	// through it at once; the others follow.
+	a := start(0)
+	acks := make(chan [2]string, len(rooms))
+	var wg sync.WaitGroup
+	for _, room := range rooms {
+		wg.Go(func() {
+			ack := publishHTTP(t, a.addr, room, "k2")
+			if ack.Epoch != epochs[room] || ack.Seq != 2 || ack.Dup {
+				acks <- [2]string{room, fmt.Sprintf("(%d, %d) dup %v, want (%d, 2)", ack.Epoch, ack.Seq, ack.Dup, epochs[room])}
+			}
+		})
+	}
+	start(1, a.mesh)
+	start(2, a.mesh)
+	wg.Wait()
+	close(acks)
+	for bad := range acks {
+		t.Errorf("room %s after the restart: %s", bad[0], bad[1])
+	}
+}
+
+// publishAck is the JSON of a 201 to POST /v1/rooms/{room}/messages.
+type publishAck struct {
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	Dup   bool   `json:"dup"`
+}
+
+// publishHTTP publishes {"n":1} with key to room through the node at addr,
+// retrying while the node answers 503 (not ready, or its room not yet
+// placed), for up to a minute.
+func publishHTTP(t *testing.T, addr, room, key string) publishAck {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Post("http://"+addr+"/v1/rooms/"+room+"/messages", "application/json",
+			strings.NewReader(`{"data":{"n":1},"key":"`+key+`"}`))
+		if err != nil {
+			t.Errorf("publish to %s: %v", room, err)
+			return publishAck{}
+		}
+		var ack publishAck
+		err = json.NewDecoder(resp.Body).Decode(&ack)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusCreated && err == nil:
+			return ack
+		case resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline):
+			// The publish itself waited up to 5 s for its room; a
+			// node still starting may answer at once.
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		t.Errorf("publish to %s: status %d (%v)", room, resp.StatusCode, err)
+		return publishAck{}
+	}
 }

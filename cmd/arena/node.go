@@ -103,18 +103,19 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 	// router exists: the hooks hold them off until Bind.
 	var hooks router.MeshHooks
 	n.mesh, err = mesh.New(ctx, mesh.Config{
-		NodeID:     mesh.NodeID(cfg.NodeID),
-		Region:     cfg.Region,
-		ClientURL:  n.url,
-		Bind:       cfg.Mesh,
-		Join:       cfg.Join,
-		ClusterKey: clusterKey,
-		WAN:        wan,
-		Timing:     extras.timing,
-		Handler:    hooks.Handler,
-		OnChange:   hooks.OnChange,
-		Logger:     logger,
-		Registerer: reg,
+		NodeID:          mesh.NodeID(cfg.NodeID),
+		Region:          cfg.Region,
+		ClientURL:       n.url,
+		Bind:            cfg.Mesh,
+		Join:            cfg.Join,
+		BootstrapExpect: cfg.BootstrapExpect,
+		ClusterKey:      clusterKey,
+		WAN:             wan,
+		Timing:          extras.timing,
+		Handler:         hooks.Handler,
+		OnChange:        hooks.OnChange,
+		Logger:          logger,
+		Registerer:      reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start mesh on %s: %w", cfg.Mesh, err)
@@ -185,7 +186,7 @@ func startNode(ctx context.Context, cfg Config, logger zerolog.Logger, extras no
 		AllowedOrigins: cfg.Auth.AllowedOrigins,
 		Web:            cfg.Web,
 		Edges:          n.edges,
-		Ready:          n.joined,
+		Ready:          n.mesh.HasJoined, // joined, with bootstrap_expect members
 		Gatherer:       reg,
 	})
 	if err != nil {
@@ -263,15 +264,6 @@ func (n *node) gossipLoad(ctx context.Context) {
 // least 30 s, since a node with many rooms moves them one frame each.
 func handoffTimeout(drain time.Duration) time.Duration {
 	return max(3*drain, 30*time.Second)
-}
-
-// joined reports whether the node has joined the mesh it was told to join
-// (always true for a node with no seeds): /readyz waits for it.
-func (n *node) joined() bool {
-	if len(n.cfg.Join) == 0 {
-		return true
-	}
-	return n.mesh.HasJoined()
 }
 
 // edges lists the client URLs of live nodes, this node's region first,
