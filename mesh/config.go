@@ -47,7 +47,8 @@ type Config struct {
 	// it sees this many live members, itself included (see Mesh.Joined):
 	// a whole cluster started at once then places its rooms on all its
 	// nodes, each room on its usual home, rather than on the first ones up.
-	// A node restarting into a running mesh waits too, if it finds fewer.
+	// It applies only while the mesh starts: a node that finds a member
+	// which has finished its own first join (a running mesh) joins at once.
 	// Zero: no wait.
 	BootstrapExpect int
 

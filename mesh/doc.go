@@ -90,7 +90,9 @@
 // own address), and a node whose seeds all name itself starts a new mesh.
 // With Config.BootstrapExpect, Joined waits further, until the node sees
 // that many live members: a cluster started all at once then places each
-// room on its usual home instead of on the first nodes up.
+// room on its usual home instead of on the first nodes up. Nodes gossip
+// whether they are still waiting (the metadata's flags), and a node that
+// finds one that is not has found a running mesh and joins at once.
 //
 // Members lists alive and suspect nodes, self included. A node that
 // leaves (Leave) disappears from every Members at once and its links are

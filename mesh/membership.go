@@ -76,7 +76,7 @@ func (d delegate) NotifyUpdate(n *memberlist.Node) { d.m.nodeUp(n) }
 func (d delegate) NotifyLeave(n *memberlist.Node) { d.m.nodeDown(n) }
 
 func (m *Mesh) localMeta() nodeMeta {
-	return nodeMeta{Load: m.load.Load(), Region: m.cfg.Region, ClientURL: m.cfg.ClientURL}
+	return nodeMeta{Load: m.load.Load(), Region: m.cfg.Region, ClientURL: m.cfg.ClientURL, Waiting: !m.HasJoined()}
 }
 
 func nodeAddrPort(n *memberlist.Node) netip.AddrPort {
@@ -316,9 +316,12 @@ func (m *Mesh) firstJoin(ctx context.Context) bool {
 			}
 		}
 		if merged {
+			// BootstrapExpect is for a mesh starting up: a node that
+			// finds a member serving already joins a running mesh.
 			live := len(m.Members())
-			if live >= m.cfg.BootstrapExpect {
+			if live >= m.cfg.BootstrapExpect || m.peerServing() {
 				close(m.joined)
+				m.metaChanged() // no longer waiting
 				// Report the members once more, now that Joined is
 				// closed: one report during the merge may have been
 				// the last, and users wait for a list read after
@@ -353,6 +356,19 @@ func (m *Mesh) firstJoin(ctx context.Context) bool {
 			backoff = min(2*backoff, m.cfg.RejoinInterval)
 		}
 	}
+}
+
+// peerServing reports whether another live member has finished its first
+// join (its metadata is not Waiting).
+func (m *Mesh) peerServing() bool {
+	m.tableMu.Lock()
+	defer m.tableMu.Unlock()
+	for id, e := range m.nodes {
+		if id != m.id && !e.meta.Waiting {
+			return true
+		}
+	}
+	return false
 }
 
 // joinWarnAfter is how long the first join may fail before the node says

@@ -46,7 +46,7 @@ type Mesh struct {
 	advertise netip.AddrPort
 
 	load      atomic.Uint32
-	metaDirty chan struct{} // cap 1: SetLoad changed the metadata
+	metaDirty chan struct{} // cap 1: SetLoad or the first join changed the metadata
 	changed   chan struct{} // cap 1: membership changed
 	joined    chan struct{} // closed once a seed answered (or there are none) and BootstrapExpect members are up
 	seeds     []string      // Config.Join less this node's own addresses: set and read by joinLoop only
@@ -214,13 +214,14 @@ func (m *Mesh) start() error {
 	// A node restarted at a new address may take its name back once its
 	// old incarnation has been dead this long.
 	mc.DeadNodeReclaimTime = t.GossipToTheDead
+	if len(cfg.Join) == 0 && cfg.BootstrapExpect <= 1 {
+		// Before memberlist asks for the metadata: not waiting.
+		close(m.joined)
+	}
 	if m.list, err = memberlist.Create(mc); err != nil {
 		return fmt.Errorf("start gossip: %w", err)
 	}
 
-	if len(cfg.Join) == 0 && cfg.BootstrapExpect <= 1 {
-		close(m.joined)
-	}
 	m.wg.Add(2)
 	go m.acceptLoop()
 	go m.watch()
@@ -298,6 +299,11 @@ func (m *Mesh) SetLoad(load uint32) {
 	if m.load.Swap(load) == load {
 		return
 	}
+	m.metaChanged()
+}
+
+// metaChanged has updateLoop gossip this node's metadata again.
+func (m *Mesh) metaChanged() {
 	select {
 	case m.metaDirty <- struct{}{}:
 	default:

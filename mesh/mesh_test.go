@@ -146,7 +146,8 @@ func TestJoinSkipsOwnAddress(t *testing.T) {
 
 // TestBootstrapExpect: nodes told to expect three members are not joined
 // while they see two, and all are once the third is up; a node that
-// starts the mesh (no seeds) waits too.
+// starts the mesh (no seeds) waits too. A node joining the running mesh
+// joins at once, even expecting more members than there are.
 func TestBootstrapExpect(t *testing.T) {
 	expect := func(cfg Config) Config {
 		cfg.BootstrapExpect = 3
@@ -169,4 +170,15 @@ func TestBootstrapExpect(t *testing.T) {
 			t.Fatalf("%s joined seeing %v", m.LocalID(), memberIDs(m.Members()))
 		}
 	}
+	cfg := testConfig(t, "n4", "eu", a.Addr())
+	cfg.BootstrapExpect = 9
+	d := startMesh(t, cfg)
+	waitFor(t, converge, "n4 joined the running mesh", d.HasJoined)
+
+	// A mesh started without bootstrap_expect serves from the start.
+	e := startMesh(t, testConfig(t, "n5", "eu"))
+	cfg = testConfig(t, "n6", "us", e.Addr())
+	cfg.BootstrapExpect = 9
+	f := startMesh(t, cfg)
+	waitFor(t, converge, "n6 joined n5's mesh", f.HasJoined)
 }

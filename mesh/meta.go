@@ -14,7 +14,10 @@ import (
 //	uvarint    load (encoding/binary uvarint), at most 2^32-1
 //	uvarint    r, then r bytes: region, UTF-8, 1..maxRegionLen bytes
 //	uvarint    u, then u bytes: client URL, UTF-8, 0..maxClientURLLen bytes
-//	...        anything after the URL is ignored, so a later minor version
+//	byte       flags, optional (absent: 0): bit 0 "waiting", the node has
+//	           not finished its first join (Mesh.Joined) and serves no
+//	           room; other bits are reserved, sent as 0 and ignored
+//	...        anything after that is ignored, so a later minor version
 //	           can append fields that version-1 readers skip
 //
 // The node ID is memberlist's node name and the mesh address is
@@ -22,13 +25,15 @@ import (
 // QUIC address is the mesh address by construction (one port for gossip
 // and QUIC), which is why there is no separate field for it.
 //
-// Example: load 7, region "eu", no client URL:
+// Example: load 7, region "eu", no client URL, serving:
 //
-//	01 07 02 65 75 00
+//	01 07 02 65 75 00 00
 const (
 	metaVersion     byte = 0x01
 	maxRegionLen         = 64
 	maxClientURLLen      = 400
+
+	metaFlagWaiting byte = 1 << 0
 )
 
 // nodeMeta is what a node gossips about itself.
@@ -36,6 +41,11 @@ type nodeMeta struct {
 	Load      uint32
 	Region    string
 	ClientURL string
+	// Waiting is set until the node's first join is done (Mesh.Joined):
+	// a node finishing its own first join knows by it whether the mesh
+	// it found is already serving (see Config.BootstrapExpect). Builds
+	// before the flag send none, which reads as false.
+	Waiting bool
 }
 
 // appendMeta appends the encoding of m to b. The fields are validated by
@@ -46,7 +56,12 @@ func appendMeta(b []byte, m nodeMeta) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Region)))
 	b = append(b, m.Region...)
 	b = binary.AppendUvarint(b, uint64(len(m.ClientURL)))
-	return append(b, m.ClientURL...)
+	b = append(b, m.ClientURL...)
+	var flags byte
+	if m.Waiting {
+		flags |= metaFlagWaiting
+	}
+	return append(b, flags)
 }
 
 // decodeMeta decodes gossiped metadata, rejecting anything malformed with
@@ -70,8 +85,11 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 	if m.Region, b, err = metaString(b, "region", 1, maxRegionLen); err != nil {
 		return nodeMeta{}, err
 	}
-	if m.ClientURL, _, err = metaString(b, "client url", 0, maxClientURLLen); err != nil {
+	if m.ClientURL, b, err = metaString(b, "client url", 0, maxClientURLLen); err != nil {
 		return nodeMeta{}, err
+	}
+	if len(b) > 0 {
+		m.Waiting = b[0]&metaFlagWaiting != 0
 	}
 	return m, nil
 }

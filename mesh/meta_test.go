@@ -11,8 +11,20 @@ import (
 
 func TestMetaWireExample(t *testing.T) {
 	got := appendMeta(nil, nodeMeta{Load: 7, Region: "eu"})
-	if want := []byte{0x01, 0x07, 0x02, 0x65, 0x75, 0x00}; !bytes.Equal(got, want) {
+	if want := []byte{0x01, 0x07, 0x02, 0x65, 0x75, 0x00, 0x00}; !bytes.Equal(got, want) {
 		t.Fatalf("encoding % x, want % x", got, want)
+	}
+	got = appendMeta(nil, nodeMeta{Load: 7, Region: "eu", Waiting: true})
+	if want := []byte{0x01, 0x07, 0x02, 0x65, 0x75, 0x00, 0x01}; !bytes.Equal(got, want) {
+		t.Fatalf("encoding, waiting: % x, want % x", got, want)
+	}
+	// Builds before the flags byte: not waiting.
+	if m, err := decodeMeta([]byte{0x01, 0x07, 0x02, 0x65, 0x75, 0x00}); err != nil || m != (nodeMeta{Load: 7, Region: "eu"}) {
+		t.Fatalf("decode without flags: %+v, %v", m, err)
+	}
+	// Reserved flag bits are ignored.
+	if m, err := decodeMeta([]byte{0x01, 0x07, 0x02, 0x65, 0x75, 0x00, 0xfe}); err != nil || m.Waiting {
+		t.Fatalf("decode with reserved flags: %+v, %v", m, err)
 	}
 }
 
@@ -22,6 +34,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		m    nodeMeta
 	}{
 		{"minimal", nodeMeta{Region: "r"}},
+		{"waiting", nodeMeta{Region: "r", Waiting: true}},
 		{"full", nodeMeta{Load: 1<<32 - 1, Region: "eu-west", ClientURL: "wss://eu.example.com/v1/ws"}},
 		{"longest fields", nodeMeta{Load: 12345, Region: strings.Repeat("r", maxRegionLen), ClientURL: strings.Repeat("u", maxClientURLLen)}},
 	}

@@ -28,8 +28,9 @@ type Config struct {
 	// start. Empty: start a new mesh of one.
 	Join []string `yaml:"join"`
 	// BootstrapExpect, above 1, keeps the node unready, serving no room,
-	// until it sees this many live mesh members, itself included, at its
-	// first join (mesh.Config.BootstrapExpect). Zero: no wait.
+	// until it sees this many live mesh members, itself included, unless
+	// it finds one already serving (mesh.Config.BootstrapExpect). Zero: no
+	// wait.
 	BootstrapExpect int `yaml:"bootstrap_expect"`
 	// Data is the data directory (the write-ahead log). Empty: ./data.
 	Data string `yaml:"data"`

@@ -217,14 +217,15 @@ func TestBootstrapExpectReadiness(t *testing.T) {
 // first node alone for a while with publishes to every room waiting on
 // it: every room goes on in its epoch, on its usual home. Without the
 // setting that first node is ready alone and starts the other nodes'
-// rooms in new epochs.
+// rooms in new epochs. Then two nodes die and a new one joins the
+// survivor: it finds it serving and is ready with two members of three.
 func TestBootstrapExpectKeepsEpochs(t *testing.T) {
 	cfgFile := filepath.Join(t.TempDir(), "arena.yaml")
 	if err := os.WriteFile(cfgFile, []byte("bootstrap_expect: 3\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ids := []string{"keep-a", "keep-b", "keep-c"}
-	data := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	ids := []string{"keep-a", "keep-b", "keep-c", "keep-d"}
+	data := []string{t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()}
 	start := func(i int, join ...string) *child {
 		args := []string{
 			"--config", cfgFile, "--dev", "--node-id", ids[i],
@@ -267,13 +268,17 @@ func TestBootstrapExpectKeepsEpochs(t *testing.T) {
 			}
 		})
 	}
-	start(1, a.mesh)
-	start(2, a.mesh)
+	b, c := start(1, a.mesh), start(2, a.mesh)
 	wg.Wait()
 	close(acks)
 	for bad := range acks {
 		t.Errorf("room %s after the restart: %s", bad[0], bad[1])
 	}
+
+	b.kill9(t)
+	c.kill9(t)
+	waitEdges(t, a, 1)
+	start(3, a.mesh).waitReady(t)
 }
 
 // publishAck is the JSON of a 201 to POST /v1/rooms/{room}/messages.
