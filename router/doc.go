@@ -94,7 +94,9 @@
 //     time, and a view taken in between would place a room held by a
 //     member it lacks as if it came from a node with nothing to hand over
 //     (the room would start anew beside the live one). Publishes
-//     meanwhile wait, as below.
+//     meanwhile wait, as below. With mesh.Config.BootstrapExpect, Joined
+//     also waits, in a mesh starting up, for that many members, so that
+//     a whole cluster started at once places each room on its own home.
 //   - A node that becomes a room's home does not load or start the room
 //     while the room's previous home (the winner without this node) may
 //     still hand it over: until that node's handoff or handedOver arrives,
