@@ -245,34 +245,41 @@ func TestBootstrapExpectKeepsEpochs(t *testing.T) {
 	epochs := make(map[string]uint64)
 	for i := range rooms {
 		rooms[i] = fmt.Sprintf("keep:%d", i)
-		ack := publishHTTP(t, nodes[0].addr, rooms[i], "k1")
-		if ack.Seq != 1 {
-			t.Fatalf("first publish to %s: %+v", rooms[i], ack)
+		res := publishHTTP(nodes[0].addr, rooms[i], "k1")
+		if res.status != http.StatusCreated || res.err != nil || res.ack.Seq != 1 {
+			t.Fatalf("first publish to %s: %+v", rooms[i], res)
 		}
-		epochs[rooms[i]] = ack.Epoch
+		epochs[rooms[i]] = res.ack.Epoch
 	}
 	for _, n := range nodes {
 		n.kill9(t)
 	}
 
 	// The first node comes back alone, and every room gets a publish
-	// through it at once; the others follow.
+	// through it at once (each waits up to 5 s for its room); the others
+	// follow. A publish answered 503 meanwhile is retried, same key.
 	a := start(0)
-	acks := make(chan [2]string, len(rooms))
+	answers := make([]publishResult, len(rooms))
 	var wg sync.WaitGroup
-	for _, room := range rooms {
-		wg.Go(func() {
-			ack := publishHTTP(t, a.addr, room, "k2")
-			if ack.Epoch != epochs[room] || ack.Seq != 2 || ack.Dup {
-				acks <- [2]string{room, fmt.Sprintf("(%d, %d) dup %v, want (%d, 2)", ack.Epoch, ack.Seq, ack.Dup, epochs[room])}
-			}
-		})
+	for i, room := range rooms {
+		wg.Go(func() { answers[i] = publishHTTP(a.addr, room, "k2") })
 	}
 	b, c := start(1, a.mesh), start(2, a.mesh)
 	wg.Wait()
-	close(acks)
-	for bad := range acks {
-		t.Errorf("room %s after the restart: %s", bad[0], bad[1])
+	for i, room := range rooms {
+		res := answers[i]
+		waitFor(t, time.Minute, "publish to "+room, func() bool {
+			if res.status == http.StatusServiceUnavailable {
+				res = publishHTTP(a.addr, room, "k2")
+			}
+			return res.status != http.StatusServiceUnavailable
+		})
+		if res.err != nil || res.status != http.StatusCreated {
+			t.Fatalf("publish to %s after the restart: status %d, %v", room, res.status, res.err)
+		}
+		if res.ack.Epoch != epochs[room] || res.ack.Seq != 2 || res.ack.Dup {
+			t.Errorf("room %s after the restart: %+v, want (%d, 2)", room, res.ack, epochs[room])
+		}
 	}
 
 	b.kill9(t)
@@ -288,31 +295,24 @@ type publishAck struct {
 	Dup   bool   `json:"dup"`
 }
 
-// publishHTTP publishes {"n":1} with key to room through the node at addr,
-// retrying while the node answers 503 (not ready, or its room not yet
-// placed), for up to a minute.
-func publishHTTP(t *testing.T, addr, room, key string) publishAck {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := http.Post("http://"+addr+"/v1/rooms/"+room+"/messages", "application/json",
-			strings.NewReader(`{"data":{"n":1},"key":"`+key+`"}`))
-		if err != nil {
-			t.Errorf("publish to %s: %v", room, err)
-			return publishAck{}
-		}
-		var ack publishAck
-		err = json.NewDecoder(resp.Body).Decode(&ack)
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusCreated && err == nil:
-			return ack
-		case resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline):
-			// The publish itself waited up to 5 s for its room; a
-			// node still starting may answer at once.
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		t.Errorf("publish to %s: status %d (%v)", room, resp.StatusCode, err)
-		return publishAck{}
+// publishResult is the outcome of one publishHTTP.
+type publishResult struct {
+	status int
+	ack    publishAck
+	err    error
+}
+
+// publishHTTP publishes {"n":1} with key to room through the node at addr.
+func publishHTTP(addr, room, key string) publishResult {
+	resp, err := http.Post("http://"+addr+"/v1/rooms/"+room+"/messages", "application/json",
+		strings.NewReader(`{"data":{"n":1},"key":"`+key+`"}`))
+	if err != nil {
+		return publishResult{err: err}
 	}
+	defer resp.Body.Close()
+	res := publishResult{status: resp.StatusCode}
+	if res.status == http.StatusCreated {
+		res.err = json.NewDecoder(resp.Body).Decode(&res.ack)
+	}
+	return res
 }
