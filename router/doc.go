@@ -100,10 +100,13 @@
 //   - A node that becomes a room's home does not load or start the room
 //     while the room's previous home (the winner without this node) may
 //     still hand it over: until that node's handoff or handedOver arrives,
-//     it leaves the mesh, or 6 PeerTimeouts pass. Publishes meanwhile wait
-//     (local ones, up to PeerTimeout) or are answered "retry" and re-sent
-//     by the forwarding node; so are publishes that reach the old home
-//     after it stopped sequencing the room. Only when the previous home is
+//     it leaves the mesh, or 6 PeerTimeouts pass without a handoff from
+//     it (each handoff or handoffKeys frame restarts that wait, so a
+//     node moving thousands of rooms is waited for to the last one).
+//     Publishes meanwhile wait (local ones, up to PeerTimeout) or are
+//     answered "retry" and re-sent by the forwarding node; so are
+//     publishes that reach the old home after it stopped sequencing the
+//     room. Only when the previous home is
 //     truly gone (crash, or the handoff failed) does the room start a new
 //     epoch, as before.
 //   - Replicas on other nodes re-register their interest at their new

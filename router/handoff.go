@@ -337,6 +337,7 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 // room's previous home sends before its handoff (handOverIndexedKeys);
 // the room, handed over next, looks its misses up there.
 func (r *Router) serveHandoffKeys(from mesh.NodeID, f *peerFrame) {
+	r.expect.extend(from)
 	name, epoch, req := string(f.Room), f.Epoch, f.Req
 	uses := make([]wal.KeyUse, len(f.Keys))
 	valid := epoch != 0
@@ -393,6 +394,7 @@ func handoffKeys(keys []keyUse) []keyUse {
 
 // serveHandoff takes over a room handed over by its previous home.
 func (r *Router) serveHandoff(from mesh.NodeID, f *peerFrame) {
+	r.expect.extend(from)
 	name, epoch, req := string(f.Room), f.Epoch, f.Req
 	head, until := f.Head, f.Until
 	msgs := messagesFromEntries(name, epoch, f.Msgs)
@@ -664,7 +666,8 @@ func (r *Router) settleFeed(rep *replica, token uint64) {
 // expectTable holds, per peer, whether this node still waits for rooms
 // that peer may hand over (after the peer appeared, or announced that it
 // leaves): rooms it held that are now homed here do not load or start
-// until the peer said it handed them over, left, or timeout passed.
+// until the peer said it handed them over, left, or timeout passed
+// without a handoff from it.
 type expectTable struct {
 	mu      sync.Mutex // guards m, stopped
 	m       map[mesh.NodeID]*expectation
@@ -682,7 +685,7 @@ func (t *expectTable) init(timeout time.Duration) {
 	t.timeout = timeout
 }
 
-// expectTimeout bounds the wait for a peer's handoffs.
+// expectTimeout bounds the wait for a peer's next handoff.
 func (r *Router) expectTimeout() time.Duration { return 6 * r.cfg.PeerTimeout }
 
 // open starts waiting for peer (again).
@@ -699,6 +702,17 @@ func (t *expectTable) open(peer mesh.NodeID) {
 	e := &expectation{ch: make(chan struct{})}
 	e.timer = time.AfterFunc(t.timeout, func() { t.closeIf(peer, e) })
 	t.m[peer] = e
+}
+
+// extend restarts the timeout of the wait for peer, if there is one: a
+// peer that is still handing rooms over is waited for as long as it
+// keeps going, however many rooms it has to move.
+func (t *expectTable) extend(peer mesh.NodeID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.m[peer]; e != nil {
+		e.timer.Reset(t.timeout)
+	}
 }
 
 // close stops waiting for peer.

@@ -540,3 +540,46 @@ func freeMeshAddr(t *testing.T) string {
 	t.Fatal("no port free for both TCP and UDP")
 	return ""
 }
+
+// TestClusterSlowHandoffsKeepEpochs: a joining node waits for its
+// handoffs as long as they keep coming, not for a fixed time from the
+// join. Here each handoff takes 150 ms to reach the new home (a slow
+// link, or rooms with large rings), and the old homes, each handing over
+// its rooms one after the other, take longer than the 6 PeerTimeouts
+// (2.4 s) the new home waited for all of them before: the rooms last in
+// line started anew in new epochs beside the handoffs still coming.
+func TestClusterSlowHandoffsKeepEpochs(t *testing.T) {
+	const handoffFrame = 0x08 // router/peerframe.go
+	const delay = 150 * time.Millisecond
+	const peerTimeout = 400 * time.Millisecond
+	var last atomic.Int64 // when the last handoff reached the new home (UnixNano)
+	c := Start(t, 2, WithPeerTimeout(peerTimeout),
+		WithFrameFilter(func(node mesh.NodeID, frame []byte) bool {
+			if node == "n3" && len(frame) > 0 && frame[0] == handoffFrame {
+				time.Sleep(delay) // the emulated slow transfer, on the receiving lane
+				last.Store(time.Now().UnixNano())
+			}
+			return true
+		}))
+	const rooms = 150
+	epochs := make(map[string]uint64, rooms)
+	for i := range rooms {
+		room := fmt.Sprintf("slow:%d", i)
+		epochs[room] = publish(t, c.Nodes[i%2].Router, room, "ann", "k1", "1").Epoch
+	}
+	joined := time.Now()
+	j := c.Join()
+	for i := range rooms {
+		room := fmt.Sprintf("slow:%d", i)
+		if c.HomeOf(room) != j {
+			continue
+		}
+		a := publish(t, c.Nodes[j].Router, room, "ann", "k2", "2")
+		if a.Epoch != epochs[room] || a.Seq != 2 || a.Dup {
+			t.Errorf("room %s after the join: %+v, want (%d, 2)", room, a, epochs[room])
+		}
+	}
+	if took := time.Unix(0, last.Load()).Sub(joined); took <= 6*peerTimeout {
+		t.Fatalf("the handoffs took %v, within the fixed wait of %v: the test shows nothing", took, 6*peerTimeout)
+	}
+}
