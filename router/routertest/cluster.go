@@ -39,6 +39,7 @@ type options struct {
 	router    []func(*router.Config)
 	timing    *mesh.Timing
 	keep      func(node mesh.NodeID, frame []byte) bool
+	wan       *mesh.WAN
 }
 
 // WithRegions puts node i in regions[i%len(regions)]. Default: one
@@ -68,6 +69,10 @@ func WithWALConfig(f func(*wal.Config)) Option {
 // mesh.LocalTiming() (slower timings keep a loaded machine from
 // suspecting live nodes, in tests that do not kill nodes).
 func WithTiming(tm mesh.Timing) Option { return func(o *options) { o.timing = &tm } }
+
+// WithWAN emulates wide-area links between the nodes' regions (see
+// WithRegions): every node's mesh runs over wan.
+func WithWAN(wan *mesh.WAN) Option { return func(o *options) { o.wan = wan } }
 
 // WithFrameFilter passes a peer frame that node receives to its router
 // only if keep says so: a node can drop a frame type as a build from
@@ -174,6 +179,7 @@ func (c *Cluster) startNodeOn(i int, bind, seed string) *Node {
 		Registerer:     prometheus.NewRegistry(),
 		RejoinInterval: 200 * time.Millisecond,
 		Timing:         timing,
+		WAN:            c.opts.wan,
 	})
 	if err != nil {
 		_ = log.Close()

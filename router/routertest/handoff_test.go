@@ -543,20 +543,21 @@ func freeMeshAddr(t *testing.T) string {
 
 // TestClusterSlowHandoffsKeepEpochs: a joining node waits for its
 // handoffs as long as they keep coming, not for a fixed time from the
-// join. Here each handoff takes 150 ms to reach the new home (a slow
-// link, or rooms with large rings), and the old homes, each handing over
-// its rooms one after the other, take longer than the 6 PeerTimeouts
-// (2.4 s) the new home waited for all of them before: the rooms last in
-// line started anew in new epochs beside the handoffs still coming.
+// join. Here the joining node is in another region, 75 ms away each way
+// (emulated under QUIC), so each handoff, one call, takes at least
+// 150 ms, and the old homes, each handing over its rooms one after the
+// other, take longer than the 6 PeerTimeouts (2.4 s) the new home waited
+// for all of them before: the rooms last in line started anew in new
+// epochs beside the handoffs still coming.
 func TestClusterSlowHandoffsKeepEpochs(t *testing.T) {
 	const handoffFrame = 0x08 // router/peerframe.go
-	const delay = 150 * time.Millisecond
 	const peerTimeout = 400 * time.Millisecond
+	wan := mesh.NewWAN(1)
+	wan.SetBoth("near", "far", mesh.Link{Delay: 75 * time.Millisecond})
 	var last atomic.Int64 // when the last handoff reached the new home (UnixNano)
-	c := Start(t, 2, WithPeerTimeout(peerTimeout),
+	c := Start(t, 2, WithPeerTimeout(peerTimeout), WithRegions("near", "near", "far"), WithWAN(wan),
 		WithFrameFilter(func(node mesh.NodeID, frame []byte) bool {
 			if node == "n3" && len(frame) > 0 && frame[0] == handoffFrame {
-				time.Sleep(delay) // the emulated slow transfer, on the receiving lane
 				last.Store(time.Now().UnixNano())
 			}
 			return true
@@ -565,7 +566,7 @@ func TestClusterSlowHandoffsKeepEpochs(t *testing.T) {
 	epochs := make(map[string]uint64, rooms)
 	for i := range rooms {
 		room := fmt.Sprintf("slow:%d", i)
-		epochs[room] = publish(t, c.Nodes[i%2].Router, room, "ann", "k1", "1").Epoch
+		epochs[room] = publish(t, c.Nodes[c.HomeOf(room)].Router, room, "ann", "k1", "1").Epoch
 	}
 	joined := time.Now()
 	j := c.Join()
