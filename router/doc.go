@@ -85,7 +85,12 @@
 //     MaxHistoryLimit, what fits in one frame) and the idempotency keys
 //     still in the window. The new home writes them to its wal (SetEpoch,
 //     then the records at their seqs) and serves the room from head+1 in
-//     the same epoch.
+//     the same epoch. Rooms move 8 at a time (handoffParallelism): each
+//     waits unserved until its own handoff is done, and one at a time a
+//     move across a WAN took a round trip per room. Keys beyond the
+//     handoff frame go first in handoffKeys frames; whether a new home
+//     takes those (an older build drops them) is learnt once per batch
+//     (keysProbe).
 //   - Joining: a node that sees a new member hands over, the same way,
 //     the rooms the new member wins, then says so (handedOver frame).
 //     The joining node itself loads and starts no room until its mesh

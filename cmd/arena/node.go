@@ -261,7 +261,8 @@ func (n *node) gossipLoad(ctx context.Context) {
 }
 
 // handoffTimeout is the budget for handing rooms over on shutdown: at
-// least 30 s, since a node with many rooms moves them one frame each.
+// least 30 s, since a node with many rooms moves them a frame each (8 at
+// a time).
 func handoffTimeout(drain time.Duration) time.Duration {
 	return max(3*drain, 30*time.Second)
 }
