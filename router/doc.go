@@ -88,9 +88,9 @@
 //     the same epoch. Rooms move 8 at a time (handoffParallelism): each
 //     waits unserved until its own handoff is done, and one at a time a
 //     move across a WAN took a round trip per room. Keys beyond the
-//     handoff frame go first in handoffKeys frames; whether a new home
-//     takes those (an older build drops them) is learnt once per batch
-//     (keysProbe).
+//     handoff frame go first in handoffKeys frames, one room at a time
+//     (a very busy room's can be tens of MB); a new home that does not
+//     take them (an older build drops them) is waited on once per batch.
 //   - Joining: a node that sees a new member hands over, the same way,
 //     the rooms the new member wins, then says so (handedOver frame).
 //     The joining node itself loads and starts no room until its mesh

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/arena-mesh/arena/mesh"
@@ -123,7 +122,7 @@ func (r *Router) handOverThenGreet(ctx context.Context, moved []movedRoom, peers
 // handoffParallelism at a time, and returns how many could not be.
 func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
 	markErr := r.markDormantHandedAway(ctx, moved)
-	probe := newKeysProbe() // see handOverIndexedKeys
+	noKeys := make(map[mesh.NodeID]bool) // see handOverIndexedKeys
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -142,7 +141,7 @@ func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
 				mu.Unlock()
 				err := markErr
 				if mv.rm != nil || err == nil {
-					err = r.handOverRoom(ctx, mv, probe)
+					err = r.handOverRoom(ctx, mv, noKeys)
 				}
 				if err != nil {
 					mu.Lock()
@@ -164,14 +163,15 @@ func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
 // one at a time a node moved about 300 rooms a second on loopback and a
 // few a second across a WAN, with every room waiting its turn unserved
 // (its new home waits for the handoff). Each room in flight holds its
-// handoff frame, up to MaxHistoryLimit messages, and its keys.
+// handoff frame, up to MaxHistoryLimit messages and the keys that fit;
+// the keys beyond go one room at a time (indexKeysMu).
 const handoffParallelism = 8
 
 // handOverRoom hands one room to its new home and ends it here. A
 // dormant room (mv.rm nil) must be marked handed away already
-// (markDormantHandedAway); an active one is marked here. keys tells
-// which new homes take handoffKeys frames in this batch.
-func (r *Router) handOverRoom(ctx context.Context, mv movedRoom, probe *keysProbe) (err error) {
+// (markDormantHandedAway); an active one is marked here. noKeys holds
+// the new homes that took no handoffKeys frame in this batch.
+func (r *Router) handOverRoom(ctx context.Context, mv movedRoom, noKeys map[mesh.NodeID]bool) (err error) {
 	epoch, head, until := mv.d.epoch, mv.d.head, mv.d.lookupUntil
 	var keys []keyUse
 	if rm := mv.rm; rm != nil {
@@ -214,7 +214,7 @@ func (r *Router) handOverRoom(ctx context.Context, mv movedRoom, probe *keysProb
 		// them until the handoff's until.
 		sent := handoffKeys(keys)
 		rest := keys[:len(keys)-len(sent)]
-		if until, err = r.handOverIndexedKeys(ctx, rm, mv.to, epoch, until, rest, probe); err != nil {
+		if until, err = r.handOverIndexedKeys(ctx, rm, mv.to, epoch, until, rest, noKeys); err != nil {
 			return fmt.Errorf("hand over room %q: keys: %w", mv.name, err)
 		}
 		keys = sent
@@ -308,11 +308,14 @@ func waitMark(ctx context.Context, ch <-chan error, err error) error {
 // extended to when the last of rest leaves the window (the new home looks
 // every miss up until then). A new home that does not answer (an older
 // build drops the frame) gets none of them, as before they were sent:
-// retries of those keys after the move are then published again. probe
-// learns that once per batch (see keysProbe). The caller has frozen the
-// room and passed its handed-away barrier, so the index holds every key
-// the room evicted.
-func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.NodeID, epoch uint64, until time.Time, rest []keyUse, probe *keysProbe) (time.Time, error) {
+// retries of those keys after the move are then published again. It is
+// noted in noKeys (guarded by indexKeysMu, which this holds: the batch's
+// rooms send their keys one at a time), and the batch's other rooms do
+// not wait on it again. The caller has frozen the room and passed its
+// handed-away barrier, so the index holds every key the room evicted.
+func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.NodeID, epoch uint64, until time.Time, rest []keyUse, noKeys map[mesh.NodeID]bool) (time.Time, error) {
+	r.indexKeysMu.Lock()
+	defer r.indexKeysMu.Unlock()
 	now := r.cfg.Now()
 	for _, k := range rest {
 		if u := time.UnixMilli(k.ts).Add(r.cfg.DedupWindow); u.After(until) {
@@ -337,26 +340,7 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 	if !all {
 		r.logger.Warn().Str("room", rm.name).Int("limit", maxRelearntKeys).Msg("room's key index too large to hand over whole")
 	}
-	if len(keys) == 0 {
-		return until, nil
-	}
-	send, prober, err := probe.begin(ctx, to)
-	if err != nil {
-		return until, err
-	}
-	settle := func(takes bool) {
-		switch {
-		case prober:
-			probe.settle(to, takes)
-			prober = false
-		case !takes:
-			probe.refuse(to)
-		}
-	}
-	// A prober that stops short (the batch is ending) lets the rooms
-	// waiting on it try for themselves.
-	defer settle(true)
-	for send && len(keys) > 0 {
+	for len(keys) > 0 && !noKeys[to] {
 		n, size := 0, 0
 		for n < len(keys) && (n == 0 || size+keyEntrySize(keys[n]) <= handoffIndexBytes) {
 			size += keyEntrySize(keys[n])
@@ -366,7 +350,6 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 		res, err := r.call(ctx, to, rm.name, req, appendHandoffKeys(nil, rm.name, epoch, req, keys[:n]))
 		switch {
 		case err == nil && res.f.Code == codeOK:
-			settle(true)
 			keys = keys[n:]
 			continue
 		case errors.Is(err, ErrClosed), ctx.Err() != nil:
@@ -375,8 +358,7 @@ func (r *Router) handOverIndexedKeys(ctx context.Context, rm *room, to mesh.Node
 		if err == nil {
 			err = codeError(to, res.f.Code)
 		}
-		settle(false)
-		send = false
+		noKeys[to] = true
 		r.logger.Warn().Err(err).Str("room", rm.name).Str("peer", string(to)).Int("keys", len(keys)).
 			Msg("idempotency keys not handed over (nor those of the other rooms moving to this peer now): retries of them after the move are published again")
 	}
@@ -806,64 +788,4 @@ func (t *expectTable) stop() {
 		close(e.ch)
 		delete(t.m, id)
 	}
-}
-
-// keysProbe learns, once per batch of moving rooms and new home, whether
-// the new home takes handoffKeys frames (a build from before them drops
-// them): the first room with keys for it sends them while the batch's
-// other rooms for that home wait, and if it gets no answer they send
-// none. A batch thus waits one PeerTimeout on such a home, not one per
-// room, however many rooms it moves at once.
-type keysProbe struct {
-	mu    sync.Mutex
-	homes map[mesh.NodeID]*keysHome // guarded by mu
-}
-
-// keysHome is what a keysProbe knows of one new home.
-type keysHome struct {
-	settled chan struct{} // closed once the first send answered or failed
-	takes   atomic.Bool   // whether to send it keys, once settled
-}
-
-func newKeysProbe() *keysProbe { return &keysProbe{homes: make(map[mesh.NodeID]*keysHome)} }
-
-func (p *keysProbe) home(id mesh.NodeID) (h *keysHome, first bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if h = p.homes[id]; h == nil {
-		h = &keysHome{settled: make(chan struct{})}
-		p.homes[id] = h
-		first = true
-	}
-	return h, first
-}
-
-// begin says whether to send keys to home. The first caller for a home
-// is its prober (send and prober true) and must settle it; the others
-// wait for that, or for ctx.
-func (p *keysProbe) begin(ctx context.Context, home mesh.NodeID) (send, prober bool, err error) {
-	h, first := p.home(home)
-	if first {
-		return true, true, nil
-	}
-	select {
-	case <-h.settled:
-		return h.takes.Load(), false, nil
-	case <-ctx.Done():
-		return false, false, ctx.Err()
-	}
-}
-
-// settle reports the prober's first send to home.
-func (p *keysProbe) settle(home mesh.NodeID, takes bool) {
-	h, _ := p.home(home)
-	h.takes.Store(takes)
-	close(h.settled)
-}
-
-// refuse notes that a later send to home failed: the batch's rooms that
-// begin after it send home no keys.
-func (p *keysProbe) refuse(home mesh.NodeID) {
-	h, _ := p.home(home)
-	h.takes.Store(false)
 }

@@ -44,8 +44,12 @@ type Router struct {
 	nextReq atomic.Uint64 // request ids and interest tokens
 	// greetMu serializes handOverThenGreet (see there).
 	greetMu sync.Mutex
-	calls   callTable
-	senders senderTable
+	// indexKeysMu lets one handoff at a time read a room's key index into
+	// memory and send it (handOverIndexedKeys): a very busy room's can
+	// be tens of MB, and rooms move several at a time.
+	indexKeysMu sync.Mutex
+	calls       callTable
+	senders     senderTable
 
 	ev events // presence and receipts (events.go); started on first use
 
