@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/arena-mesh/arena/mesh"
@@ -120,42 +121,32 @@ func (r *Router) handOverThenGreet(ctx context.Context, moved []movedRoom, peers
 
 // handOver hands each moved room to its new home, up to
 // handoffParallelism at a time, and returns how many could not be.
-func (r *Router) handOver(ctx context.Context, moved []movedRoom) (failed int) {
+func (r *Router) handOver(ctx context.Context, moved []movedRoom) int {
 	markErr := r.markDormantHandedAway(ctx, moved)
 	noKeys := make(map[mesh.NodeID]bool) // see handOverIndexedKeys
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		next int
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, handoffParallelism)
+		nFailed atomic.Int64
 	)
-	for range min(handoffParallelism, len(moved)) {
+	for _, mv := range moved {
+		slots <- struct{}{}
 		wg.Go(func() {
-			for {
-				mu.Lock()
-				if next == len(moved) {
-					mu.Unlock()
-					return
-				}
-				mv := moved[next]
-				next++
-				mu.Unlock()
-				err := markErr
-				if mv.rm != nil || err == nil {
-					err = r.handOverRoom(ctx, mv, noKeys)
-				}
-				if err != nil {
-					mu.Lock()
-					failed++
-					mu.Unlock()
-					if r.ctx.Err() == nil {
-						r.logger.Warn().Err(err).Str("room", mv.name).Str("peer", string(mv.to)).Msg("room not handed over")
-					}
+			defer func() { <-slots }()
+			err := markErr
+			if mv.rm != nil || err == nil {
+				err = r.handOverRoom(ctx, mv, noKeys)
+			}
+			if err != nil {
+				nFailed.Add(1)
+				if r.ctx.Err() == nil {
+					r.logger.Warn().Err(err).Str("room", mv.name).Str("peer", string(mv.to)).Msg("room not handed over")
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return failed
+	return int(nFailed.Load())
 }
 
 // handoffParallelism is how many rooms one handOver moves at a time. A
