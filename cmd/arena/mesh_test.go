@@ -178,37 +178,37 @@ func edgesOf(n *child) []struct{ Node, Region, URL string } {
 // members is not ready until the second is up; then both are, and a
 // publish through either is acked.
 func TestBootstrapExpectReadiness(t *testing.T) {
+	start := bootstrapNodes(t, 2)
+	a := start("boot-a", t.TempDir())
+	if code := a.readyz(); code != http.StatusServiceUnavailable {
+		t.Fatalf("boot-a alone, expecting 2 members: /readyz %d, want 503", code)
+	}
+	b := start("boot-b", t.TempDir(), a.mesh)
+	for i, n := range []*child{a, b} {
+		n.waitReady(t)
+		room := fmt.Sprintf("boot:%d", i)
+		if res := publishHTTP(n.addr, room, "k1"); res.err != nil || res.status != http.StatusCreated {
+			t.Fatalf("publish to %s through node %d: %+v, want 201", room, i, res)
+		}
+	}
+}
+
+// bootstrapNodes returns how to start `arena serve --dev` nodes with
+// bootstrap_expect: expect, without waiting for them to be ready.
+func bootstrapNodes(t *testing.T, expect int) func(id, data string, join ...string) *child {
 	cfgFile := filepath.Join(t.TempDir(), "arena.yaml")
-	if err := os.WriteFile(cfgFile, []byte("bootstrap_expect: 2\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, "bootstrap_expect: %d\n", expect), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := func(id string, join ...string) *child {
+	return func(id, data string, join ...string) *child {
 		args := []string{
 			"--config", cfgFile, "--dev", "--node-id", id,
-			"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", t.TempDir(),
+			"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data,
 		}
 		for _, j := range join {
 			args = append(args, "--join", j)
 		}
 		return startServeListening(t, args...)
-	}
-	a := start("boot-a")
-	if code := a.readyz(); code != http.StatusServiceUnavailable {
-		t.Fatalf("boot-a alone, expecting 2 members: /readyz %d, want 503", code)
-	}
-	b := start("boot-b", a.mesh)
-	for i, n := range []*child{a, b} {
-		n.waitReady(t)
-		room := fmt.Sprintf("boot:%d", i)
-		resp, err := http.Post("http://"+n.addr+"/v1/rooms/"+room+"/messages", "application/json",
-			strings.NewReader(`{"data":{"n":1},"key":"k1"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("publish to %s through node %d: %d, want 201", room, i, resp.StatusCode)
-		}
 	}
 }
 
@@ -220,22 +220,10 @@ func TestBootstrapExpectReadiness(t *testing.T) {
 // rooms in new epochs. Then two nodes die and a new one joins the
 // survivor: it finds it serving and is ready with two members of three.
 func TestBootstrapExpectKeepsEpochs(t *testing.T) {
-	cfgFile := filepath.Join(t.TempDir(), "arena.yaml")
-	if err := os.WriteFile(cfgFile, []byte("bootstrap_expect: 3\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	startNode := bootstrapNodes(t, 3)
 	ids := []string{"keep-a", "keep-b", "keep-c", "keep-d"}
 	data := []string{t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()}
-	start := func(i int, join ...string) *child {
-		args := []string{
-			"--config", cfgFile, "--dev", "--node-id", ids[i],
-			"--listen", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--data", data[i],
-		}
-		for _, j := range join {
-			args = append(args, "--join", j)
-		}
-		return startServeListening(t, args...)
-	}
+	start := func(i int, join ...string) *child { return startNode(ids[i], data[i], join...) }
 	first := start(0)
 	nodes := []*child{first, start(1, first.mesh), start(2, first.mesh)}
 	for _, n := range nodes {
