@@ -42,6 +42,9 @@ const (
 	// maxFrameSizeLimit bounds Config.MaxFrameSize so a length always fits
 	// an int and a 4-byte uvarint.
 	maxFrameSizeLimit = 1<<28 - 1
+	// maxLenBytes is the longest frame length field: 4 bytes hold
+	// maxFrameSizeLimit, so a fifth is always over it.
+	maxLenBytes = 5
 )
 
 // appendFrame appends the envelope of payload to b.
@@ -117,6 +120,11 @@ func (r *frameReader) next() ([]byte, error) {
 func (r *frameReader) readLen() (int, error) {
 	var n uint64
 	for i := 0; ; i++ {
+		if i == maxLenBytes {
+			// Only continuation bytes of zero got here: more of them
+			// would shift a last byte's bits out of n unseen.
+			return 0, fmt.Errorf("%w: length longer than %d bytes", ErrBadFrame, maxLenBytes)
+		}
 		c, err := r.br.ReadByte()
 		if err != nil {
 			if i == 0 {

@@ -40,6 +40,10 @@ func TestFrameReader(t *testing.T) {
 		{"over the limit", encodeStream(0, bytes.Repeat([]byte("m"), 513)), nil, ErrBadFrame},
 		{"huge length", append([]byte{1, 0}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), nil, ErrBadFrame},
 		{"non-minimal length", []byte{1, 0, 0x81, 0x00, 'a'}, nil, ErrBadFrame},
+		// Ten length bytes whose last one's bits shift out of 64: it
+		// decoded as an empty frame (found by FuzzFrameDecode).
+		{"length overflowing 64 bits", []byte{1, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x30}, nil, ErrBadFrame},
+		{"length of 5 bytes", []byte{1, 0, 0x80, 0x80, 0x80, 0x80, 0x01}, nil, ErrBadFrame},
 		{"truncated payload", []byte{1, 0, 0x05, 'a', 'b'}, nil, ErrBadFrame},
 		{"truncated length", []byte{1, 0, 0x02, 'a', 'b', 0x80}, []string{"ab"}, ErrBadFrame},
 		{"bad version", []byte{2, 0, 0x01, 'a'}, nil, ErrBadFrame},
